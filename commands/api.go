@@ -1,0 +1,132 @@
+// Package commands is the core of isolate-bot: parsing /isolate and
+// /unisolate, the allow-lists, the two-person approval rule, executing
+// approved requests against MDE within the rate limit, and the scheduler that
+// expires, resumes and reconciles requests. It knows nothing of Slack's wire
+// format: transports (bot for Slack, the console) call Service and render the
+// transport-neutral Card and Message values it hands to a Messenger.
+package commands
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/store"
+)
+
+// Defender is the MDE API as commands uses it. *defender.Client and
+// *defender.Simulator implement it.
+type Defender interface {
+	Isolate(ctx context.Context, machineID string, t defender.IsolationType, comment string) (defender.MachineAction, error)
+	Unisolate(ctx context.Context, machineID, comment string) (defender.MachineAction, error)
+	MachineAction(ctx context.Context, actionID string) (defender.MachineAction, error)
+	Machine(ctx context.Context, machineID string) (defender.Machine, error)
+	FindMachinesByName(ctx context.Context, name string) ([]defender.Machine, error)
+	CancelMachineAction(ctx context.Context, actionID, comment string) (defender.MachineAction, error)
+	MachineActions(ctx context.Context, machineID string) ([]defender.MachineAction, error)
+}
+
+// Approvals is the durable request state, the delivery de-duplication and
+// the audit log. store.Approvals (Redis) and store.MemoryApprovals implement it.
+type Approvals interface {
+	// Create stores r as pending, assigning ID, CreatedAt, Version and
+	// CheckAt (= ExpiresAt). *store.PendingError if the machine already has
+	// an open request.
+	Create(ctx context.Context, r store.Request) (store.Request, error)
+	// Get returns store.ErrNotFound for an unknown id.
+	Get(ctx context.Context, id string) (store.Request, error)
+	// Transition is an atomic compare-and-set from `from` to ch.To.
+	// *store.ConflictError (with the current record) when the state is not
+	// `from`, the version does not match ch.IfVersion, or the transition is
+	// not allowed. A pending request past ExpiresAt is moved to expired by
+	// the same call and reported as a conflict.
+	Transition(ctx context.Context, id string, from store.State, ch store.Change) (store.Request, error)
+	// ForMachine returns the machine's open request, else its most recent
+	// one; store.ErrNotFound if it never had one.
+	ForMachine(ctx context.Context, machineID string) (store.Request, error)
+	// Due returns up to limit non-terminal requests whose CheckAt has
+	// passed, oldest first.
+	Due(ctx context.Context, limit int) ([]store.Request, error)
+	// FirstDelivery reports whether key (a Slack envelope or trigger id) is
+	// seen for the first time within ttl.
+	FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Append writes one audit event; History reads one request's events in order.
+	Append(ctx context.Context, e store.Event) error
+	History(ctx context.Context, requestID string) ([]store.Event, error)
+}
+
+// Limiter is the shared MDE rate limiter. store.Limiter (Redis) and
+// store.MemoryLimiter implement it.
+type Limiter interface {
+	// Reserve asks for a slot in budget. maxWait 0: refuse unless a call may
+	// go now. maxWait > 0: hand out the next free slot (FIFO) if it is at
+	// most maxWait away. A refusal is Decision{Allowed:false, At: exact
+	// earliest admission}, not an error; errors mean the store failed and
+	// the caller must not call MDE.
+	Reserve(ctx context.Context, budget string, maxWait time.Duration) (store.Decision, error)
+	// Release gives back an admitted slot whose call was never sent.
+	Release(ctx context.Context, budget string, d store.Decision) error
+	// Block makes every replica hold off budget until the given time (MDE 429 Retry-After).
+	Block(ctx context.Context, budget string, until time.Time) error
+}
+
+// Messenger is what commands needs from a chat transport. bot implements it
+// for Slack, the console for a terminal. Implementations escape every
+// user-supplied string they render.
+type Messenger interface {
+	// Ephemeral shows m to user only, in channel.
+	Ephemeral(ctx context.Context, channel, user string, m Message) error
+	// PostCard posts a request card in channel and returns its message ts,
+	// the root of the request's audit thread. ErrNotInChannel when the bot
+	// cannot post there.
+	PostCard(ctx context.Context, channel string, c Card) (ts string, err error)
+	// UpdateCard replaces the card at ts (e.g. buttons gone once decided).
+	UpdateCard(ctx context.Context, channel, ts string, c Card) error
+	// Reply posts m in the thread under threadTS.
+	Reply(ctx context.Context, channel, threadTS string, m Message) error
+}
+
+// Directory resolves user groups (Slack "S…" ids) to member user ids.
+type Directory interface {
+	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+}
+
+// Card is a request card: everything the transport needs to render it.
+// Buttons are shown only while Request.State is pending.
+type Card struct {
+	Request   store.Request
+	Machine   defender.Machine // zero if unknown
+	Approvers []string         // user ids and group ids allowed to approve
+}
+
+// Message is transport-neutral rich text: a sequence of spans, plus
+// optional structured attachments rendered as fields.
+type Message struct {
+	Spans    []Span
+	Action   *defender.MachineAction // rendered as action id, type, scope, status, machine, comment, created
+	Machines []defender.Machine      // candidate list for an ambiguous host name
+}
+
+// SpanKind says how a transport renders a Span.
+type SpanKind int
+
+const (
+	Text   SpanKind = iota // untrusted or plain text: always escaped
+	Bold                   // emphasised text: escaped
+	Code                   // inline code (ids, host names): escaped
+	User                   // a Slack user id (or group id starting with S): rendered as a mention
+	Thread                 // link to the audit thread at Channel/TS, labelled Text
+)
+
+// Span is one piece of a Message.
+type Span struct {
+	Kind    SpanKind
+	Text    string
+	Channel string // Thread
+	TS      string // Thread
+}
+
+// ErrNotInChannel is returned by Messenger.PostCard when the bot is not a
+// member of the channel and so cannot post the card.
+var ErrNotInChannel = errors.New("the bot is not in this channel")
