@@ -1,0 +1,398 @@
+// Package fakemde is a fake Microsoft Defender for Endpoint API and Azure AD
+// authority on one loopback TLS server, for end-to-end tests. The real
+// defender.Client (MSAL and net/http, unmodified) talks to it. Machine and
+// action state comes from a defender.Simulator behind the HTTP layer, so the
+// fake behaves like MDE (actions progress, a second action while one is
+// pending is refused) while tests inject faults and count requests.
+package fakemde
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soc/isolate-bot/defender"
+)
+
+// Fixed identities of the fake tenant.
+const (
+	TenantID     = "11111111-2222-3333-4444-555555555555"
+	ClientID     = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+	ClientSecret = "fake-client-secret-value~do-not-log"
+	// Token is what the authority issues; JWT-shaped like a real one.
+	Token = "eyJhbGciOiJub25lIn0.eyJyb2xlcyI6WyJNYWNoaW5lLklzb2xhdGUiXX0.ZmFrZS1tZGUtdG9rZW4"
+)
+
+// Operation names used by Count, FailNext and Hang.
+const (
+	OpToken     = "token"
+	OpIsolate   = "isolate"
+	OpUnisolate = "unisolate"
+	OpMachine   = "machine"  // GET /api/machines/{id}
+	OpMachines  = "machines" // GET /api/machines?$filter=
+	OpAction    = "action"   // GET /api/machineactions/{id}
+	OpActions   = "actions"  // GET /api/machineactions?$filter=
+	OpCancel    = "cancel"   // POST /api/machineactions/{id}/cancel
+)
+
+// Request is one request the fake received.
+type Request struct {
+	Op     string
+	Method string
+	Path   string
+	Query  string
+	Body   string
+	Auth   string // the Authorization header
+	At     time.Time
+}
+
+// Fault is an injected answer: Status with MDE's error body, and a
+// Retry-After header in seconds when RetryAfter > 0.
+type Fault struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter int
+}
+
+// Server is the fake. Sim holds the devices and actions; tests may add
+// machines to it or read its state.
+type Server struct {
+	Sim *defender.Simulator
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	reqs   []Request
+	counts map[string]int
+	faults map[string][]Fault
+	hangs  map[string]time.Duration // delay before answering, after the work is done
+	notify chan struct{}            // closed and replaced on every request
+}
+
+// New starts the fake; it is closed on t.Cleanup. now is the simulator's
+// clock (time.Now if nil).
+func New(t testing.TB, now func() time.Time) *Server {
+	t.Helper()
+	s := &Server{
+		Sim:    defender.NewSimulator(now),
+		counts: map[string]int{},
+		faults: map[string][]Fault{},
+		hangs:  map[string]time.Duration{},
+		notify: make(chan struct{}),
+	}
+	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// URL is the base of both the authority and the API (https://127.0.0.1:PORT).
+func (s *Server) URL() string { return s.srv.URL }
+
+// HTTPClient trusts the fake's certificate.
+func (s *Server) HTTPClient() *http.Client { return s.srv.Client() }
+
+// Certificate is the fake's TLS certificate in PEM, for a process that must
+// trust it through SSL_CERT_FILE.
+func (s *Server) CertificatePEM() []byte {
+	return pemCert(s.srv.Certificate().Raw)
+}
+
+// FailNext queues one fault for the next request of op.
+func (s *Server) FailNext(op string, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[op] = append(s.faults[op], f)
+}
+
+// Hang delays the answers to op by d after the work is done (d <= 0 ends
+// it): a client that times out then does not know whether MDE acted.
+func (s *Server) Hang(op string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		delete(s.hangs, op)
+		return
+	}
+	s.hangs[op] = d
+}
+
+// Count is the number of requests of op received so far.
+func (s *Server) Count(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[op]
+}
+
+// Requests returns every request received, in order.
+func (s *Server) Requests(op string) []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Request
+	for _, r := range s.reqs {
+		if op == "" || r.Op == op {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitCount waits until op has been requested at least n times.
+func (s *Server) WaitCount(op string, n int, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		got, ch := s.counts[op], s.notify
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return fmt.Errorf("fakemde: %d %s requests after %s, want %d", got, op, timeout, n)
+		}
+	}
+}
+
+var (
+	machinePath = regexp.MustCompile(`^/api/machines/([^/]+)(/isolate|/unisolate)?$`)
+	actionPath  = regexp.MustCompile(`^/api/machineactions/([^/]+)(/cancel)?$`)
+	eqFilter    = regexp.MustCompile(`^(computerDnsName|machineId) eq '((?:[^']|'')*)'$`)
+	startFilter = regexp.MustCompile(`^startswith\(computerDnsName,'((?:[^']|'')*)'\)$`)
+)
+
+func classify(r *http.Request) (op, id, sub string) {
+	p := r.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/oauth2/v2.0/token"):
+		return OpToken, "", ""
+	case strings.HasSuffix(p, "/.well-known/openid-configuration"):
+		return "discovery", "", ""
+	case p == "/api/machines":
+		return OpMachines, "", ""
+	case p == "/api/machineactions":
+		return OpActions, "", ""
+	}
+	if m := machinePath.FindStringSubmatch(p); m != nil {
+		switch m[2] {
+		case "/isolate":
+			return OpIsolate, m[1], ""
+		case "/unisolate":
+			return OpUnisolate, m[1], ""
+		}
+		return OpMachine, m[1], ""
+	}
+	if m := actionPath.FindStringSubmatch(p); m != nil {
+		if m[2] == "/cancel" {
+			return OpCancel, m[1], ""
+		}
+		return OpAction, m[1], ""
+	}
+	return "unknown", "", ""
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	op, id, _ := classify(r)
+
+	s.mu.Lock()
+	s.reqs = append(s.reqs, Request{Op: op, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		Body: string(body), Auth: r.Header.Get("Authorization"), At: time.Now()})
+	s.counts[op]++
+	var fault *Fault
+	if q := s.faults[op]; len(q) > 0 {
+		f := q[0]
+		fault = &f
+		s.faults[op] = q[1:]
+	}
+	hang := s.hangs[op]
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+
+	if op == "discovery" {
+		base := s.srv.URL + "/" + TenantID
+		writeJSON(w, http.StatusOK, map[string]any{
+			"token_endpoint":         base + "/oauth2/v2.0/token",
+			"authorization_endpoint": base + "/oauth2/v2.0/authorize",
+			"issuer":                 base + "/v2.0",
+		})
+		return
+	}
+	if op == OpToken {
+		form, _ := url.ParseQuery(string(body))
+		if form.Get("client_id") != ClientID || (form.Get("client_secret") != ClientSecret && form.Get("client_assertion") == "") {
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "invalid_client",
+				"error_description": "AADSTS7000215: Invalid client secret provided."})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": Token, "token_type": "Bearer",
+			"expires_in": 3600, "ext_expires_in": 3600})
+		return
+	}
+	if r.Header.Get("Authorization") != "Bearer "+Token {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "missing or wrong bearer token")
+		return
+	}
+	if fault != nil {
+		if fault.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfter))
+		}
+		writeError(w, fault.Status, fault.Code, fault.Message)
+		return
+	}
+
+	status, out, err := s.handle(r, op, id, body)
+	if hang > 0 {
+		select {
+		case <-time.After(hang):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if err != nil {
+		var ae *defender.APIError
+		if errors.As(err, &ae) && ae.Status != 0 {
+			writeError(w, ae.Status, ae.Code, ae.Message)
+			return
+		}
+		writeError(w, statusOf(err), codeOf(err), err.Error())
+		return
+	}
+	writeJSON(w, status, out)
+}
+
+// handle performs op on the simulator. Its errors carry the status MDE
+// would answer.
+func (s *Server) handle(r *http.Request, op, id string, body []byte) (int, any, error) {
+	ctx := r.Context()
+	var in struct {
+		Comment       *string `json:"Comment"`
+		IsolationType *string `json:"IsolationType"`
+	}
+	if r.Method == http.MethodPost {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields() // MDE body parameters are case-sensitive
+		if err := dec.Decode(&in); err != nil || in.Comment == nil {
+			return 0, nil, &defender.APIError{Status: 400, Code: "InvalidRequestBody",
+				Message: "Request body is invalid", Kind: defender.ErrBadRequest}
+		}
+	}
+	switch op {
+	case OpIsolate:
+		if in.IsolationType == nil {
+			return 0, nil, &defender.APIError{Status: 400, Code: "MissingRequiredParameter",
+				Message: "IsolationType is required", Kind: defender.ErrBadRequest}
+		}
+		a, err := s.Sim.Isolate(ctx, id, defender.IsolationType(*in.IsolationType), *in.Comment)
+		return http.StatusCreated, a, err
+	case OpUnisolate:
+		a, err := s.Sim.Unisolate(ctx, id, *in.Comment)
+		return http.StatusCreated, a, err
+	case OpCancel:
+		a, err := s.Sim.CancelMachineAction(ctx, id, *in.Comment)
+		return http.StatusOK, a, err
+	case OpMachine:
+		m, err := s.Sim.Machine(ctx, id)
+		return http.StatusOK, m, err
+	case OpAction:
+		a, err := s.Sim.MachineAction(ctx, id)
+		return http.StatusOK, a, err
+	case OpMachines:
+		f := r.URL.Query().Get("$filter")
+		var out []defender.Machine
+		if m := eqFilter.FindStringSubmatch(f); m != nil && m[1] == "computerDnsName" {
+			name := strings.ReplaceAll(m[2], "''", "'")
+			for _, d := range s.Sim.Machines() {
+				if strings.EqualFold(d.ComputerDNSName, name) {
+					out = append(out, d)
+				}
+			}
+		} else if m := startFilter.FindStringSubmatch(f); m != nil {
+			prefix := strings.ToLower(strings.ReplaceAll(m[1], "''", "'"))
+			for _, d := range s.Sim.Machines() {
+				if strings.HasPrefix(strings.ToLower(d.ComputerDNSName), prefix) {
+					out = append(out, d)
+				}
+			}
+		} else {
+			return 0, nil, &defender.APIError{Status: 400, Code: "ODataError",
+				Message: "Invalid filter clause", Kind: defender.ErrBadRequest}
+		}
+		return http.StatusOK, map[string]any{"value": nonNil(out)}, nil
+	case OpActions:
+		m := eqFilter.FindStringSubmatch(r.URL.Query().Get("$filter"))
+		if m == nil || m[1] != "machineId" {
+			return 0, nil, &defender.APIError{Status: 400, Code: "ODataError",
+				Message: "Invalid filter clause", Kind: defender.ErrBadRequest}
+		}
+		acts, err := s.Sim.MachineActions(ctx, m[2])
+		if errors.Is(err, defender.ErrNotFound) {
+			acts, err = nil, nil
+		}
+		return http.StatusOK, map[string]any{"value": nonNil(acts)}, err
+	}
+	return 0, nil, &defender.APIError{Status: 404, Code: "NotFound", Message: "no such endpoint", Kind: defender.ErrNotFound}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, defender.ErrNotFound):
+		return 404
+	case errors.Is(err, defender.ErrAlreadyInProgress), errors.Is(err, defender.ErrBadRequest):
+		return 400
+	case errors.Is(err, defender.ErrForbidden):
+		return 403
+	}
+	return 500
+}
+
+func codeOf(err error) string {
+	switch {
+	case errors.Is(err, defender.ErrNotFound):
+		return "ResourceNotFound"
+	case errors.Is(err, defender.ErrAlreadyInProgress):
+		return "ActiveRequestAlreadyExists"
+	case errors.Is(err, defender.ErrBadRequest):
+		return "BadRequest"
+	}
+	return "InternalServerError"
+}
+
+// correlation ids are sequential so tests can match them.
+var corr struct {
+	sync.Mutex
+	n int
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	corr.Lock()
+	corr.n++
+	target := fmt.Sprintf("00000000-0000-4000-8000-%012d", corr.n)
+	corr.Unlock()
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg, "target": target}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
