@@ -1,6 +1,39 @@
 // Package defender is the Microsoft Defender for Endpoint (MDE) machine
 // isolation API: a real HTTP client (Client) authenticated through MSAL, and
 // an in-process Simulator with the same methods for demos and the console.
+//
+// # Errors
+//
+// Every method returns nil or an error for which errors.As finds an
+// *APIError, whose Kind (also matched by errors.Is) says what to do:
+//
+//   - ErrBadRequest: an invalid argument (machine id not 40 hex digits,
+//     action id not a GUID, empty comment, bad host name, unknown isolation
+//     type), refused before any HTTP call; or MDE answered 400 (e.g.
+//     UnManagedDevice for an onboarded device).
+//   - ErrNotFound: Machine, MachineAction, CancelMachineAction for an
+//     unknown id. FindMachinesByName and MachineActions never return it:
+//     no match is an empty slice.
+//   - ErrAlreadyInProgress: Isolate, Unisolate while the machine has a
+//     Pending or InProgress isolation action (MDE 400
+//     ActiveRequestAlreadyExists). Read MachineActions to link it.
+//   - ErrUnauthorized: Azure AD refused the credentials (check AZURE_*), or
+//     MDE answered 401. ErrForbidden: the app lacks a role; Message names it.
+//   - ErrThrottled: MDE answered 429; RetryAfter is its Retry-After (0 when
+//     absent). GETs wait it out themselves when it is short enough.
+//   - ErrUnavailable: no usable answer (5xx, transport failure, timeout,
+//     Azure AD unreachable) after the GET retries; or the Gate refused the
+//     call (then errors.Is also matches the Gate's error). For a POST it
+//     means MDE certainly did not act.
+//   - ErrOutcomeUnknown: POST only (Isolate, Unisolate,
+//     CancelMachineAction). The request may have reached MDE (5xx, timeout
+//     or dropped connection after sending). Never retry blindly: read
+//     MachineActions first.
+//
+// POSTs are never retried. When ctx ends, errors.Is also matches ctx.Err().
+// Errors carry no token or secret, and foreign text in them (MDE messages)
+// is bounded and has URL query strings removed, but is not escaped for
+// Slack.
 package defender
 
 import (

@@ -1,0 +1,745 @@
+package defender
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
+	"github.com/rs/zerolog"
+)
+
+// Gate is the shared rate limiter as the client needs it. Admit blocks until
+// a call may be sent or returns an error (then no call is made: fail closed).
+type Gate interface {
+	Admit(ctx context.Context, budget string) error
+	Throttled(ctx context.Context, budget string, retryAfter time.Duration)
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultAuthorityHost     = "https://login.microsoftonline.com"
+	DefaultMaxGetAttempts    = 3
+	DefaultBaseBackoff       = 200 * time.Millisecond
+	DefaultMaxBackoff        = 5 * time.Second
+	DefaultMaxRetryAfterWait = 30 * time.Second
+	DefaultAttemptTimeout    = 30 * time.Second
+	DefaultUserAgent         = "isolate-bot"
+	// MaxResponseBytes bounds how much of an MDE response is read.
+	MaxResponseBytes = 4 << 20
+)
+
+// Config configures a Client. APIURL, TenantID, ClientID and exactly one of
+// ClientSecret or CertificatePEM are required.
+type Config struct {
+	// APIURL is the MDE API base, e.g. https://api.securitycenter.microsoft.com,
+	// a geo host (https://eu.api.security.microsoft.com) or a Gov host
+	// (https://api-gov.securitycenter.microsoft.us). A trailing slash is fine.
+	APIURL string
+	// Scope defaults to scheme://host/.default of APIURL.
+	Scope string
+	// AuthorityHost defaults to https://login.microsoftonline.com; the
+	// authority is AuthorityHost + "/" + TenantID.
+	AuthorityHost  string
+	TenantID       string
+	ClientID       string
+	ClientSecret   string
+	CertificatePEM []byte // PEM holding the certificate and its unencrypted private key
+
+	// HTTPClient is used for both Azure AD and MDE; nil means a default client.
+	HTTPClient *http.Client
+	UserAgent  string // e.g. "isolate-bot/1.2.3"
+	Gate       Gate   // optional shared rate limiter
+	Logger     zerolog.Logger
+	Now        func() time.Time
+
+	MaxGetAttempts    int           // GET attempts including the first; default 3
+	BaseBackoff       time.Duration // first GET retry delay before jitter; default 200ms
+	MaxBackoff        time.Duration // cap on one retry delay; default 5s
+	MaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out; default 30s
+	AttemptTimeout    time.Duration // per HTTP attempt, within ctx; default 30s
+	// Jitter returns a number in [0,1); a retry waits between half and all
+	// of the exponential delay. Default math/rand/v2.Float64.
+	Jitter func() float64
+}
+
+// Client calls the MDE API. It is safe for concurrent use.
+type Client struct {
+	api        string // scheme://host[/path] without trailing slash
+	scopes     []string
+	msal       confidential.Client
+	http       *http.Client
+	userAgent  string
+	gate       Gate
+	log        zerolog.Logger
+	now        func() time.Time
+	secret     string // only to scrub it from error text
+	maxGet     int
+	base, cap  time.Duration
+	maxRAWait  time.Duration
+	attemptTTL time.Duration
+	jitter     func() float64
+	sleep      func(ctx context.Context, d time.Duration) error // seam for tests
+}
+
+// publicClouds are Azure AD hosts MSAL knows; any other authority host (a
+// sovereign deployment, a test fake) must skip instance discovery, which
+// would otherwise ask login.microsoftonline.com about it.
+var publicClouds = map[string]bool{
+	"login.microsoftonline.com": true,
+	"login.microsoftonline.us":  true,
+	"login.chinacloudapi.cn":    true,
+	"login.microsoftonline.de":  true,
+}
+
+// New validates cfg and builds a Client. It makes no network call; use
+// Token to check the credentials.
+func New(cfg Config) (*Client, error) {
+	var problems []error
+	api, err := parseBaseURL(cfg.APIURL)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("MDE API URL: %w", err))
+	}
+	authHost := cfg.AuthorityHost
+	if authHost == "" {
+		authHost = DefaultAuthorityHost
+	}
+	auth, err := url.Parse(strings.TrimRight(authHost, "/"))
+	if err != nil || auth.Scheme != "https" || auth.Host == "" || (auth.Path != "" && auth.Path != "/") || auth.RawQuery != "" {
+		problems = append(problems, fmt.Errorf("authority host %q must be https://host with no path", authHost))
+	}
+	if !tenantRe.MatchString(cfg.TenantID) {
+		problems = append(problems, errors.New("tenant id is missing or not a tenant GUID/domain"))
+	}
+	if cfg.ClientID == "" {
+		problems = append(problems, errors.New("client id is missing"))
+	}
+	switch {
+	case cfg.ClientSecret == "" && len(cfg.CertificatePEM) == 0:
+		problems = append(problems, errors.New("set a client secret or a client certificate"))
+	case cfg.ClientSecret != "" && len(cfg.CertificatePEM) != 0:
+		problems = append(problems, errors.New("set a client secret or a client certificate, not both"))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("defender config: %w", errors.Join(problems...))
+	}
+
+	var cred confidential.Credential
+	if cfg.ClientSecret != "" {
+		cred, err = confidential.NewCredFromSecret(cfg.ClientSecret)
+	} else {
+		certs, key, perr := confidential.CertFromPEM(cfg.CertificatePEM, "")
+		if perr != nil {
+			// The PEM parser's messages name block types, never key bytes.
+			return nil, fmt.Errorf("defender config: client certificate PEM: %w", perr)
+		}
+		cred, err = confidential.NewCredFromCert(certs, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("defender config: credential: %w", err)
+	}
+
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	opts := []confidential.Option{confidential.WithHTTPClient(hc)}
+	if !publicClouds[strings.ToLower(auth.Hostname())] {
+		opts = append(opts, confidential.WithInstanceDiscovery(false))
+	}
+	authority := auth.Scheme + "://" + auth.Host + "/" + cfg.TenantID
+	mc, err := confidential.New(authority, cfg.ClientID, cred, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("defender config: MSAL client for %s: %w", authority, err)
+	}
+
+	// MDE never redirects; following one would resend a POST (and the
+	// bearer token) somewhere unexpected.
+	apiHTTP := *hc
+	apiHTTP.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	scope := cfg.Scope
+	if scope == "" {
+		scope = api.Scheme + "://" + api.Host + "/.default"
+	}
+	c := &Client{
+		api:        strings.TrimRight(api.String(), "/"),
+		scopes:     []string{scope},
+		msal:       mc,
+		http:       &apiHTTP,
+		userAgent:  cmp(cfg.UserAgent, DefaultUserAgent),
+		gate:       cfg.Gate,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		secret:     cfg.ClientSecret,
+		maxGet:     cfg.MaxGetAttempts,
+		base:       cfg.BaseBackoff,
+		cap:        cfg.MaxBackoff,
+		maxRAWait:  cfg.MaxRetryAfterWait,
+		attemptTTL: cfg.AttemptTimeout,
+		jitter:     cfg.Jitter,
+		sleep:      sleepCtx,
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.maxGet <= 0 {
+		c.maxGet = DefaultMaxGetAttempts
+	}
+	if c.base <= 0 {
+		c.base = DefaultBaseBackoff
+	}
+	if c.cap <= 0 {
+		c.cap = DefaultMaxBackoff
+	}
+	if c.maxRAWait <= 0 {
+		c.maxRAWait = DefaultMaxRetryAfterWait
+	}
+	if c.attemptTTL <= 0 {
+		c.attemptTTL = DefaultAttemptTimeout
+	}
+	if c.jitter == nil {
+		c.jitter = rand.Float64
+	}
+	return c, nil
+}
+
+// tenantRe accepts a tenant GUID or a domain such as contoso.onmicrosoft.com;
+// it keeps '/', '?' and the like out of the authority URL.
+var tenantRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$`)
+
+func cmp(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("missing")
+	}
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("%q must be scheme://host with no query", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		// Plain HTTP only to this machine (a local fake): a bearer token
+		// must never cross a network in clear.
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("%q must use https", raw)
+		}
+	default:
+		return nil, fmt.Errorf("%q must use https", raw)
+	}
+	return u, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Token checks that an access token for the MDE API can be had (from
+// MSAL's cache or Azure AD). It returns nil or an *APIError of kind
+// ErrUnauthorized (credentials or tenant refused: check AZURE_*) or
+// ErrUnavailable (Azure AD unreachable or failing).
+func (c *Client) Token(ctx context.Context) error {
+	_, err := c.token(ctx)
+	return err
+}
+
+// token returns a bearer token. AcquireTokenByCredential consults MSAL's
+// app-token cache first (MSAL Go ≥1.5; AcquireTokenSilent would need an
+// account, which app tokens do not have) and refreshes ahead of expiry.
+func (c *Client) token(ctx context.Context) (string, error) {
+	res, err := c.msal.AcquireTokenByCredential(ctx, c.scopes)
+	if err != nil {
+		return "", c.tokenError(ctx, err)
+	}
+	return res.AccessToken, nil
+}
+
+// aadErrorBody is Azure AD's OAuth error response.
+type aadErrorBody struct {
+	Error         string  `json:"error"`
+	Description   string  `json:"error_description"`
+	ErrorCodes    []int64 `json:"error_codes"`
+	CorrelationID string  `json:"correlation_id"`
+}
+
+var (
+	aadstsRe    = regexp.MustCompile(`AADSTS\d+`)
+	oauthCodeRe = regexp.MustCompile(`^[a-z_]{1,64}$`) // e.g. invalid_client
+)
+
+// tokenError turns an MSAL failure into an APIError that is safe to show:
+// MSAL errors embed the authority's whole response body, which may echo
+// form fields, so only the OAuth error code, the AADSTS number and the
+// correlation id are kept from a response.
+func (c *Client) tokenError(ctx context.Context, err error) error {
+	const op = "get Azure AD token for MDE"
+	const hint = "check the AZURE_* settings (tenant id, client id, client secret or certificate) and that the app has the Machine.Isolate and Machine.Read.All application roles with admin consent"
+	e := &APIError{Op: op, Kind: ErrUnauthorized}
+	var ce msalerrors.CallErr
+	switch {
+	case errors.As(err, &ce) && ce.Resp != nil:
+		e.Status = ce.Resp.StatusCode
+		var body aadErrorBody
+		if ce.Resp.Body != nil {
+			raw, _ := io.ReadAll(io.LimitReader(ce.Resp.Body, 64<<10))
+			_ = json.Unmarshal(raw, &body)
+		}
+		if oauthCodeRe.MatchString(body.Error) {
+			e.Code = body.Error
+		}
+		e.Target = truncate(body.CorrelationID, 64)
+		detail := ""
+		if m := aadstsRe.FindString(body.Description); m != "" {
+			detail = " (" + m + ")"
+		} else if len(body.ErrorCodes) > 0 {
+			detail = fmt.Sprintf(" (AADSTS%d)", body.ErrorCodes[0])
+		}
+		if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
+			e.Kind = ErrUnavailable
+			e.Message = "Azure AD is failing" + detail + "; try again later"
+		} else {
+			e.Message = "Azure AD refused the token request" + detail + "; " + hint
+		}
+	case ctx.Err() != nil:
+		e.Kind = ErrUnavailable
+		e.Message = "no token before the deadline"
+		return withCause(e, ctx.Err())
+	case isNetError(err):
+		e.Kind = ErrUnavailable
+		e.Message = "cannot reach Azure AD: " + c.scrub(firstLine(err.Error()))
+	default:
+		e.Message = c.scrub(firstLine(err.Error())) + "; " + hint
+	}
+	return e
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	return errors.As(err, &ne) || errors.As(err, &ue)
+}
+
+// firstLine drops everything after the first newline: MSAL puts response
+// bodies there.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimRight(strings.TrimSpace(s), ":")
+}
+
+// scrub makes foreign error text safe to show: no secret, no URL query,
+// no JWT, bounded length.
+func (c *Client) scrub(s string) string {
+	if c.secret != "" {
+		s = strings.ReplaceAll(s, c.secret, "[redacted]")
+		// Form bodies carry the secret URL-encoded.
+		if q := url.QueryEscape(c.secret); q != c.secret {
+			s = strings.ReplaceAll(s, q, "[redacted]")
+		}
+	}
+	return truncate(redact(s), 300)
+}
+
+// call is one MDE operation.
+type call struct {
+	op     string // for errors, e.g. "isolate machine 7b1f…"
+	method string
+	path   string // already escaped
+	query  string // raw query, already encoded
+	body   []byte // POST only
+	budget string
+}
+
+// do runs c (retrying GETs) and decodes a 2xx body into out.
+func (c *Client) do(ctx context.Context, cl call, out any) error {
+	isPost := cl.method == http.MethodPost
+	for attempt := 1; ; attempt++ {
+		err := c.attempt(ctx, cl, out, attempt)
+		if err == nil {
+			return nil
+		}
+		if isPost || attempt >= c.maxGet || ctx.Err() != nil {
+			return err
+		}
+		wait, ok := c.retryDelay(ctx, attempt, err)
+		if !ok {
+			return err
+		}
+		c.log.Warn().Str("op", cl.op).Int("attempt", attempt).Dur("wait", wait).Str("error", err.Error()).Msg("MDE GET failed; retrying")
+		if serr := c.sleep(ctx, wait); serr != nil {
+			return withCause(asAPIError(err), serr)
+		}
+	}
+}
+
+func asAPIError(err error) *APIError {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e
+	}
+	return &APIError{Op: "MDE call", Kind: ErrUnavailable, Message: err.Error()}
+}
+
+// retryDelay decides whether a failed GET is retried and after how long.
+// Only unavailability (5xx, transport failure, attempt timeout) and 429 are
+// retried; a 429 never before its Retry-After, and not at all when the
+// wait is over MaxRetryAfterWait or past ctx's deadline.
+func (c *Client) retryDelay(ctx context.Context, attempt int, err error) (time.Duration, bool) {
+	var e *APIError
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	var wait time.Duration
+	switch {
+	case errors.Is(e.Kind, ErrThrottled) && e.RetryAfter > 0:
+		if e.RetryAfter > c.maxRAWait {
+			return 0, false
+		}
+		wait = e.RetryAfter
+	case errors.Is(e.Kind, ErrThrottled), errors.Is(e.Kind, ErrUnavailable):
+		if errors.Is(err, errGateRefused) {
+			return 0, false // the limiter said no; it already waited as long as it could
+		}
+		d := c.base
+		for i := 1; i < attempt && d < c.cap; i++ {
+			d *= 2
+		}
+		d = min(d, c.cap)
+		j := min(max(c.jitter(), 0), 1)
+		wait = d/2 + time.Duration(j*float64(d/2))
+	default:
+		return 0, false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+		return 0, false // sleeping would only end in ctx's error
+	}
+	return wait, true
+}
+
+// errGateRefused marks a rate-limiter refusal so it is not retried here.
+var errGateRefused = errors.New("rate limiter refused the call")
+
+// gateRefusal wraps the Gate's error: errors.Is finds both it and
+// errGateRefused.
+type gateRefusal struct{ err error }
+
+func (g gateRefusal) Error() string   { return "rate limiter: " + g.err.Error() }
+func (g gateRefusal) Unwrap() []error { return []error{errGateRefused, g.err} }
+
+// refused is the error for a call the Gate did not admit.
+func refused(op string, gateErr error) error {
+	return withCause(&APIError{Op: op, Kind: ErrUnavailable, Message: "not sent to MDE"}, gateRefusal{gateErr})
+}
+
+// attempt makes one HTTP request: token, gate, send, read, map.
+func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
+	isPost := cl.method == http.MethodPost
+	tok, err := c.token(ctx)
+	if err != nil {
+		// Before the gate: a credentials problem must not spend MDE quota.
+		return fmt.Errorf("%s: %w", cl.op, err)
+	}
+	if c.gate != nil {
+		if gerr := c.gate.Admit(ctx, cl.budget); gerr != nil {
+			return refused(cl.op, gerr)
+		}
+	}
+
+	actx, cancel := context.WithTimeout(ctx, c.attemptTTL)
+	defer cancel()
+	var sent atomic.Bool // set once the request may have reached MDE
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	})
+	target := c.api + cl.path
+	if cl.query != "" {
+		target += "?" + cl.query
+	}
+	var body io.Reader
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(actx, cl.method, target, body)
+	if err != nil {
+		return &APIError{Op: cl.op, Kind: ErrBadRequest, Message: "cannot build the request"}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if cl.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		kind := ErrUnavailable
+		msg := "no response from MDE"
+		if isPost && sent.Load() {
+			kind = ErrOutcomeUnknown
+			msg = "no response from MDE after the request was sent; list the machine's actions before trying again"
+		}
+		// Keep the cause (for errors.Is on context errors) but not the
+		// *url.Error around it, whose text repeats the URL.
+		cause := err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			cause = ue.Err
+		}
+		c.log.Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
+			Dur("took", time.Since(start)).Str("error", cause.Error()).Msg("MDE request failed")
+		return withCause(&APIError{Op: cl.op, Kind: kind, Message: msg}, cause)
+	}
+	defer resp.Body.Close()
+	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	c.log.Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
+		Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("MDE request")
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := mapStatus(cl.op, isPost, resp.StatusCode, resp.Header, raw, c.now())
+		if resp.StatusCode == http.StatusTooManyRequests && c.gate != nil {
+			// Tell the other replicas even if the caller's ctx just ended.
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			c.gate.Throttled(tctx, cl.budget, e.RetryAfter)
+			cancel()
+		}
+		return e
+	}
+	// 2xx: the call happened. A body we cannot read means we do not know
+	// what MDE created.
+	bad := ErrUnavailable
+	if isPost {
+		bad = ErrOutcomeUnknown
+	}
+	switch {
+	case rerr != nil:
+		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "reading the response failed"}, rerr)
+	case len(raw) > MaxResponseBytes:
+		return &APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: fmt.Sprintf("response larger than %d bytes", MaxResponseBytes)}
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "MDE answered with JSON this client cannot read"}, err)
+	}
+	return nil
+}
+
+func badRequest(op, msg string) error {
+	return &APIError{Op: op, Kind: ErrBadRequest, Message: msg}
+}
+
+// short abbreviates an id for error text.
+func short(id string) string {
+	return truncate(id, 12)
+}
+
+// commentBody and isolateBody are the exact MDE request bodies: MDE body
+// parameters are case-sensitive.
+type commentBody struct {
+	Comment string `json:"Comment"`
+}
+
+type isolateBody struct {
+	Comment       string        `json:"Comment"`
+	IsolationType IsolationType `json:"IsolationType"`
+}
+
+func encodeJSON(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keep '<' readable in the MDE portal's comment
+	_ = enc.Encode(v)        // plain structs of strings cannot fail
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
+
+func checkComment(op, comment string) error {
+	if strings.TrimSpace(comment) == "" {
+		return badRequest(op, "a comment is required")
+	}
+	return nil
+}
+
+// Isolate asks MDE to isolate a machine. See the package doc for errors.
+func (c *Client) Isolate(ctx context.Context, machineID string, t IsolationType, comment string) (MachineAction, error) {
+	op := "isolate machine " + short(machineID)
+	if !ValidMachineID(machineID) {
+		return MachineAction{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
+	}
+	switch t {
+	case Full, Selective, UnManagedDevice:
+	default:
+		return MachineAction{}, badRequest(op, fmt.Sprintf("isolation type %q is not Full, Selective or UnManagedDevice", string(t)))
+	}
+	if err := checkComment(op, comment); err != nil {
+		return MachineAction{}, err
+	}
+	var a MachineAction
+	err := c.do(ctx, call{
+		op: op, method: http.MethodPost, budget: BudgetIsolate,
+		path: "/api/machines/" + url.PathEscape(machineID) + "/isolate",
+		body: encodeJSON(isolateBody{Comment: comment, IsolationType: t}),
+	}, &a)
+	return a, err
+}
+
+// Unisolate asks MDE to release a machine from isolation.
+func (c *Client) Unisolate(ctx context.Context, machineID, comment string) (MachineAction, error) {
+	op := "unisolate machine " + short(machineID)
+	if !ValidMachineID(machineID) {
+		return MachineAction{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
+	}
+	if err := checkComment(op, comment); err != nil {
+		return MachineAction{}, err
+	}
+	var a MachineAction
+	err := c.do(ctx, call{
+		op: op, method: http.MethodPost, budget: BudgetUnisolate,
+		path: "/api/machines/" + url.PathEscape(machineID) + "/unisolate",
+		body: encodeJSON(commentBody{Comment: comment}),
+	}, &a)
+	return a, err
+}
+
+// CancelMachineAction cancels an action that is not yet final.
+func (c *Client) CancelMachineAction(ctx context.Context, actionID, comment string) (MachineAction, error) {
+	op := "cancel machine action " + truncate(actionID, 40)
+	if !ValidActionID(actionID) {
+		return MachineAction{}, badRequest(op, "the action id must be a GUID")
+	}
+	if err := checkComment(op, comment); err != nil {
+		return MachineAction{}, err
+	}
+	var a MachineAction
+	err := c.do(ctx, call{
+		op: op, method: http.MethodPost, budget: BudgetCancel,
+		path: "/api/machineactions/" + url.PathEscape(actionID) + "/cancel",
+		body: encodeJSON(commentBody{Comment: comment}),
+	}, &a)
+	return a, err
+}
+
+// MachineAction reads one action.
+func (c *Client) MachineAction(ctx context.Context, actionID string) (MachineAction, error) {
+	op := "get machine action " + truncate(actionID, 40)
+	if !ValidActionID(actionID) {
+		return MachineAction{}, badRequest(op, "the action id must be a GUID")
+	}
+	var a MachineAction
+	err := c.do(ctx, call{
+		op: op, method: http.MethodGet, budget: BudgetMachineActions,
+		path: "/api/machineactions/" + url.PathEscape(actionID),
+	}, &a)
+	return a, err
+}
+
+// Machine reads one machine by id.
+func (c *Client) Machine(ctx context.Context, machineID string) (Machine, error) {
+	op := "get machine " + short(machineID)
+	if !ValidMachineID(machineID) {
+		return Machine{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
+	}
+	var m Machine
+	err := c.do(ctx, call{
+		op: op, method: http.MethodGet, budget: BudgetMachines,
+		path: "/api/machines/" + url.PathEscape(machineID),
+	}, &m)
+	return m, err
+}
+
+// MachineActions lists a machine's actions, newest first.
+func (c *Client) MachineActions(ctx context.Context, machineID string) ([]MachineAction, error) {
+	op := "list actions of machine " + short(machineID)
+	if !ValidMachineID(machineID) {
+		return nil, badRequest(op, "the machine id must be 40 hexadecimal digits")
+	}
+	var page struct {
+		Value []MachineAction `json:"value"`
+	}
+	err := c.do(ctx, call{
+		op: op, method: http.MethodGet, budget: BudgetMachineActions,
+		path: "/api/machineactions", query: filterQuery(machineActionsFilter(strings.ToLower(machineID))),
+	}, &page)
+	if err != nil {
+		return nil, err
+	}
+	acts := page.Value
+	if acts == nil {
+		acts = []MachineAction{}
+	}
+	SortNewestFirst(acts)
+	return acts, nil
+}
+
+// SortNewestFirst orders actions by CreationDateTimeUTC, newest first; ties
+// keep their order.
+func SortNewestFirst(acts []MachineAction) {
+	sort.SliceStable(acts, func(i, j int) bool {
+		return acts[i].CreationDateTimeUTC.After(acts[j].CreationDateTimeUTC)
+	})
+}
+
+// FindMachinesByName finds machines whose computerDnsName is name; if none
+// and name has no dot, those whose name starts with name + ".". No match is
+// an empty slice, not an error.
+func (c *Client) FindMachinesByName(ctx context.Context, name string) ([]Machine, error) {
+	op := fmt.Sprintf("find machines named %q", truncate(name, 80))
+	if err := checkHostName(name); err != nil {
+		return nil, badRequest(op, err.Error())
+	}
+	ms, err := c.listMachines(ctx, op, nameEqFilter(name))
+	if err != nil || len(ms) > 0 || strings.Contains(name, ".") {
+		return ms, err
+	}
+	return c.listMachines(ctx, op, namePrefixFilter(name))
+}
+
+func (c *Client) listMachines(ctx context.Context, op, filter string) ([]Machine, error) {
+	var page struct {
+		Value []Machine `json:"value"`
+	}
+	err := c.do(ctx, call{
+		op: op, method: http.MethodGet, budget: BudgetMachines,
+		path: "/api/machines", query: filterQuery(filter),
+	}, &page)
+	if errors.Is(err, ErrNotFound) {
+		return []Machine{}, nil // MDE answers 404 when no recent machine matches
+	}
+	if err != nil {
+		return nil, err
+	}
+	if page.Value == nil {
+		return []Machine{}, nil
+	}
+	return page.Value, nil
+}
