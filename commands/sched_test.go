@@ -1,0 +1,228 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/redistest"
+	"github.com/soc/isolate-bot/store"
+)
+
+// postGate applies a Gate to the POST budgets only, so the test's GETs do
+// not compete with the POSTs for the tiny test limits.
+type postGate struct{ g *Gate }
+
+func (p postGate) Admit(ctx context.Context, budget string) error {
+	if budget != defender.BudgetIsolate && budget != defender.BudgetUnisolate {
+		return nil
+	}
+	return p.g.Admit(ctx, budget)
+}
+
+func (p postGate) Throttled(ctx context.Context, budget string, d time.Duration) {
+	p.g.Throttled(ctx, budget, d)
+}
+
+// TestQueuedBehindRateLimit: with one isolate a second allowed, the second
+// approved request is told when it will run, records RunAt, and runs by
+// itself at that time.
+func TestQueuedBehindRateLimit(t *testing.T) {
+	var e *env
+	e = newEnv(t, func(e *env) {
+		lim := oneAMinute(e.clk.Now, time.Second)
+		e.sim.Gate = postGate{NewGate(lim, DefaultQueueMaxWait, e.clk.Now)}
+	})
+	t0 := e.clk.Now()
+	e.command(analyst, "/isolate", "web-01.contoso.local full first")
+	e.command(analyst, "/isolate", "web-02.contoso.local selective second")
+	e.click(e.svc, "r-1", boss, true)
+	waitFor(t, "r-1 done", func() bool { return e.get("r-1").State == store.Done })
+	start := time.Now()
+	e.click(e.svc, "r-2", boss, true)
+	waitFor(t, "r-2 done", func() bool { return e.get("r-2").State == store.Done })
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Fatalf("r-2 ran after %v, before its slot", waited)
+	}
+	r2 := e.get("r-2")
+	if !r2.RunAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("RunAt %v, want %v", r2.RunAt, t0.Add(time.Second))
+	}
+	if !e.msgr.hasReply("Queued behind the MDE rate limit; expected to run at 09:00:01 UTC.") {
+		t.Fatalf("thread %q", e.msgr.replyTexts())
+	}
+	e.clk.Advance(time.Minute)
+	e.svc.Wait()
+	if h := e.history("r-2"); !strings.Contains(strings.Join(h, ","), store.EventQueued+","+store.EventMDECall+","+store.EventDone) {
+		t.Fatalf("audit %v", h)
+	}
+	if n := e.def.posts.Load(); n != 2 {
+		t.Fatalf("%d POSTs", n)
+	}
+}
+
+func TestQueueBeyondMaxWaitFails(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.cfg.QueueMaxWait = 30 * time.Second
+		e.sim.Gate = postGate{NewGate(oneAMinute(e.clk.Now, time.Minute), e.cfg.QueueMaxWait, e.clk.Now)}
+	})
+	e.command(analyst, "/isolate", "web-01.contoso.local full first")
+	e.command(analyst, "/isolate", "web-02.contoso.local full second")
+	e.click(e.svc, "r-1", boss, true)
+	waitFor(t, "r-1 done", func() bool { return e.get("r-1").State == store.Done })
+	e.click(e.svc, "r-2", boss, true)
+	if got := e.finish("r-2"); got.State != store.Failed {
+		t.Fatalf("state %s", got.State)
+	}
+	if !e.msgr.hasReply("MDE's rate limit is booked until 09:01:00 UTC") || len(simActions(t, e.sim, defender.SimWeb02)) != 0 {
+		t.Fatalf("thread %q", e.msgr.replyTexts())
+	}
+}
+
+// TestLimiterDownNothingSent: with the limiter's store down nothing reaches
+// MDE, the thread hears it once, and the scheduler finishes the job once
+// the store is back.
+func TestLimiterDownNothingSent(t *testing.T) {
+	var lim *downLimiter
+	e := newEnv(t, func(e *env) {
+		lim = &downLimiter{Limiter: store.NewMemoryLimiter(store.LimiterConfig{Now: e.clk.Now})}
+		e.sim.Gate = NewGate(lim, DefaultQueueMaxWait, e.clk.Now)
+	})
+	r := e.request() // the GETs pass: the limiter is still up
+	lim.down.Store(true)
+	e.click(e.svc, r.ID, boss, true)
+	e.svc.Wait()
+	if got := e.get(r.ID); got.State != store.Executing || got.Note != noteStoreDown {
+		t.Fatalf("request %+v", got)
+	}
+	countDown := func() (n int) {
+		for _, s := range e.msgr.replyTexts() {
+			if strings.Contains(s, "state store unavailable") {
+				n++
+			}
+		}
+		return n
+	}
+	for range 2 { // still down: the scheduler retries quietly
+		e.clk.Advance(time.Minute)
+		if err := e.svc.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Wait()
+	}
+	if n := countDown(); n != 1 {
+		t.Fatalf("thread told %d times about the outage: %q", n, e.msgr.replyTexts())
+	}
+	lim.down.Store(false)
+	if len(simActions(t, e.sim, defender.SimWeb01)) != 0 {
+		t.Fatal("MDE was called while the limiter was down")
+	}
+	e.clk.Advance(time.Minute)
+	if err := e.svc.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.finish(r.ID); got.State != store.Done || len(simActions(t, e.sim, defender.SimWeb01)) != 1 {
+		t.Fatalf("request %+v", got)
+	}
+}
+
+// replicas runs the multi-replica scenarios against one shared Approvals.
+func replicas(t *testing.T, newStore func(e *env) Approvals) {
+	scenarios := []struct {
+		name string
+		// prepare brings r-1 into the state to race on; true: race on clicks.
+		prepare func(t *testing.T, e *env, r store.Request) bool
+		posts   int32
+		reply   string
+	}{
+		{"both approvers click on different replicas", func(*testing.T, *env, store.Request) bool { return true }, 1, "Sent to MDE"},
+		{"approved but the claimer died", func(t *testing.T, e *env, r store.Request) bool {
+			if _, err := e.store.Transition(context.Background(), r.ID, store.Pending, store.Change{To: store.Approved, By: boss, CheckAt: e.clk.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			return false
+		}, 1, "Sent to MDE"},
+		{"executing, died before the POST", func(t *testing.T, e *env, r store.Request) bool {
+			ctx := context.Background()
+			if _, err := e.store.Transition(ctx, r.ID, store.Pending, store.Change{To: store.Approved, By: boss, CheckAt: e.clk.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.Transition(ctx, r.ID, store.Approved, store.Change{To: store.Executing, CheckAt: e.clk.Now().Add(time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			e.clk.Advance(2 * time.Second)
+			return false
+		}, 1, "Sent to MDE"},
+		{"executing, died after the POST", func(t *testing.T, e *env, r store.Request) bool {
+			ctx := context.Background()
+			a, err := e.store.Transition(ctx, r.ID, store.Pending, store.Change{To: store.Approved, By: boss, CheckAt: e.clk.Now().Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.Transition(ctx, r.ID, store.Approved, store.Change{To: store.Executing, CheckAt: e.clk.Now().Add(time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.sim.Isolate(ctx, r.MachineID, defender.Full, MDEComment(a)); err != nil {
+				t.Fatal(err)
+			}
+			e.clk.Advance(2 * time.Second)
+			return false
+		}, 0, "Found the MDE Isolate action for this request"},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			e := newEnv(t, func(e *env) { e.store = newStore(e) })
+			other := e.newService()
+			r := e.request()
+			clicks := sc.prepare(t, e, r)
+			var wg sync.WaitGroup
+			for i, svc := range []*Service{e.svc, other} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if clicks {
+						e.click(svc, r.ID, []string{boss, boss2}[i], true)
+						return
+					}
+					if err := svc.Tick(context.Background()); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			waitFor(t, "done", func() bool { return e.get(r.ID).State == store.Done })
+			e.clk.Advance(time.Minute)
+			e.svc.Wait()
+			other.Wait()
+			if n := e.def.posts.Load(); n != sc.posts {
+				t.Fatalf("%d POSTs, want %d", n, sc.posts)
+			}
+			if acts := simActions(t, e.sim, defender.SimWeb01); len(acts) != 1 || e.get(r.ID).MachineActionID != acts[0].ID {
+				t.Fatalf("MDE holds %d actions", len(acts))
+			}
+			if !e.msgr.hasReply(sc.reply) {
+				t.Fatalf("thread %q", e.msgr.replyTexts())
+			}
+		})
+	}
+}
+
+func TestReplicasMemoryStore(t *testing.T) {
+	replicas(t, func(e *env) Approvals { return e.mem })
+}
+
+func TestReplicasRedisStore(t *testing.T) {
+	srv := redistest.Start(t)
+	var rdb *redis.Client = srv.Client()
+	n := 0
+	replicas(t, func(e *env) Approvals {
+		n++
+		return store.NewApprovals(rdb, store.ApprovalsConfig{Prefix: fmt.Sprintf("cmdtest%d", n), Now: e.clk.Now})
+	})
+}

@@ -1,0 +1,79 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/soc/isolate-bot/store"
+)
+
+// dueBatch bounds one scheduler pass.
+const dueBatch = 50
+
+// RunScheduler runs Tick every SchedulerEvery until ctx ends, then stops
+// background work (see Stop) and returns nil. Call Wait afterwards.
+func (s *Service) RunScheduler(ctx context.Context) error {
+	defer s.Stop()
+	t := time.NewTicker(s.cfg.SchedulerEvery)
+	defer t.Stop()
+	for {
+		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error().Err(err).Msg("scheduler pass failed; retrying next tick")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Tick is one scheduler pass over due requests: pending ones past their
+// expiry are expired; approved ones nobody claimed, and executing ones whose
+// owner stopped renewing (CheckAt passed), are executed in the background
+// (exactly one replica wins each, and a taken-over request is reconciled
+// with MDE before any call).
+func (s *Service) Tick(ctx context.Context) error {
+	due, err := s.d.Approvals.Due(ctx, dueBatch)
+	if err != nil {
+		return fmt.Errorf("scheduler: list due requests: %w", err)
+	}
+	var errs []error
+	for _, r := range due {
+		switch r.State {
+		case store.Pending:
+			if s.now().Before(r.ExpiresAt) {
+				continue
+			}
+			if err := s.expire(ctx, r); err != nil {
+				errs = append(errs, err)
+			}
+		case store.Approved, store.Executing:
+			if s.isInflight(r.ID) {
+				continue // this process is on it
+			}
+			s.startExecution(r)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) expire(ctx context.Context, r store.Request) error {
+	log := s.log.With().Str("request_id", r.ID).Str("machine", r.MachineID).Logger()
+	ctx = log.WithContext(ctx)
+	e, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, store.Change{To: store.Expired, By: systemActor, Note: "expired without a decision"})
+	var ce *store.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		return nil // decided meanwhile, or another replica expired it
+	case err != nil:
+		return fmt.Errorf("expire %s: %w", r.ID, err)
+	}
+	s.updateCard(ctx, e)
+	s.reply(ctx, e, msg(txtf("Expired without a decision at %s; nothing was sent to MDE. Request again if still needed.", hhmm(e.ExpiresAt))))
+	s.audit(ctx, store.Event{RequestID: e.ID, Type: store.EventExpired, Actor: systemActor, MachineID: e.MachineID})
+	log.Info().Msg("request expired")
+	return nil
+}
