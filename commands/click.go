@@ -38,7 +38,8 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 	}
 	log = log.With().Str("machine", r.MachineID).Logger()
 	ctx = log.WithContext(ctx)
-	if r.Channel == "" || r.MessageTS == "" {
+	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
+	if cardUnrecorded {
 		r.Channel, r.MessageTS = c.Channel, c.MessageTS
 	}
 	if c.User == r.Requester {
@@ -69,6 +70,12 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		// The approver's process claims it at once; the scheduler only
 		// steps in if that process dies first.
 		ch = store.Change{To: store.Approved, By: c.User, CheckAt: s.now().Add(s.lease())}
+	}
+	if cardUnrecorded && c.MessageTS != "" {
+		// The click beat the recording of the card's ts (the requester's
+		// replica posts the card, then records it): the click comes from
+		// that very card, so record its ts now or the thread is lost.
+		ch.Channel, ch.MessageTS = c.Channel, c.MessageTS
 	}
 	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, ch)
 	var ce *store.ConflictError

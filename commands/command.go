@@ -235,6 +235,12 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 		return fmt.Errorf("post card for %s: %w", r.ID, err)
 	}
 	r2, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, store.Change{To: store.Pending, MessageTS: ts, Channel: inv.Channel})
+	var ce *store.ConflictError
+	if errors.As(err, &ce) && ce.Current.MessageTS == ts {
+		// A fast approver decided before we recorded the card; the click
+		// recorded the same ts, so the thread is intact.
+		r2, err = ce.Current, nil
+	}
 	if err != nil {
 		// Without the card's ts nobody could follow the request: withdraw it.
 		r.MessageTS, r.Channel = ts, inv.Channel

@@ -703,3 +703,36 @@ func TestRunSchedulerExpiresAndStops(t *testing.T) {
 		t.Fatal("background work not stopped with the scheduler")
 	}
 }
+
+// An approver on another replica can click the card before the requester's
+// replica has recorded the card's ts. The thread must survive: every reply
+// lands under the card, and the request is neither withdrawn nor orphaned.
+func TestClickBeforeCardRecorded(t *testing.T) {
+	e := newEnv(t)
+	other := e.newService()
+	e.msgr.afterPost = func(ts string, c Card) {
+		if err := other.Click(context.Background(), Click{RequestID: c.Request.ID, User: boss, Channel: channel, MessageTS: ts, Approve: true}); err != nil {
+			t.Errorf("click: %v", err)
+		}
+	}
+	e.command(analyst, "/isolate", "web-01.contoso.local full suspicious beaconing")
+	r, err := e.store.ForMachine(context.Background(), defender.SimWeb01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.finish(r.ID)
+	if r.State != store.Done || r.MessageTS != "1764406800.000001" {
+		t.Fatalf("request ended %s with card ts %q; want done under the card", r.State, r.MessageTS)
+	}
+	e.msgr.mu.Lock()
+	replies := append([]sent(nil), e.msgr.replies...)
+	e.msgr.mu.Unlock()
+	for _, rep := range replies {
+		if rep.Thread != r.MessageTS {
+			t.Errorf("reply %q went to thread %q, not the card %q", text(rep.M), rep.Thread, r.MessageTS)
+		}
+	}
+	if len(replies) < 3 {
+		t.Errorf("only %d thread replies: %q", len(replies), e.msgr.replyTexts())
+	}
+}

@@ -56,6 +56,9 @@ type recMessenger struct {
 	replies    []sent
 	ts         int
 	postErr    error
+	// afterPost runs once the card is "in Slack" but before PostCard
+	// returns: what a fast approver on another replica can do.
+	afterPost func(ts string, c Card)
 }
 
 type sent struct {
@@ -72,13 +75,18 @@ func (r *recMessenger) Ephemeral(_ context.Context, ch, user string, m Message) 
 
 func (r *recMessenger) PostCard(_ context.Context, ch string, c Card) (string, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.postErr != nil {
+		r.mu.Unlock()
 		return "", r.postErr
 	}
 	r.ts++
 	r.cards = append(r.cards, c)
-	return fmt.Sprintf("1764406800.%06d", r.ts), nil
+	ts, hook := fmt.Sprintf("1764406800.%06d", r.ts), r.afterPost
+	r.mu.Unlock()
+	if hook != nil {
+		hook(ts, c)
+	}
+	return ts, nil
 }
 
 func (r *recMessenger) UpdateCard(_ context.Context, ch, ts string, c Card) error {
