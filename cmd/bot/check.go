@@ -10,9 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/ops"
+	"github.com/soc/isolate-bot/store"
 )
 
 // checkTimeout bounds each check of `bot check`.
@@ -27,13 +29,12 @@ type checkItem struct {
 }
 
 // checks lists what `bot check` verifies, in order, after the configuration.
-// TODO(lead): add an MDE read (GET /api/machines?$top=1, needs
-// Machine.Read.All) once the wanted probe is agreed.
 var checks = []checkItem{
 	{name: "redis", hint: "check REDIS_URL (host, port, password, rediss:// for TLS) and that Redis accepts connections from here", run: checkRedis},
 	{name: "slack api", hint: "check SLACK_BOT_TOKEN (reinstall the app to get a fresh xoxb- token) and SLACK_API_URL", run: checkSlackAPI},
 	{name: "slack socket mode", hint: "check SLACK_APP_TOKEN has connections:write and Socket Mode is enabled in the app settings", run: checkSocketMode},
 	{name: "azure token", hint: "check AZURE_TENANT_ID, AZURE_CLIENT_ID, the secret or certificate, AZURE_AUTHORITY_HOST and DEFENDER_SCOPE; the app needs Machine.Isolate and Machine.Read.All with admin consent", run: checkAzureToken},
+	{name: "mde read", hint: "check DEFENDER_API_URL (the right geo or Gov host) and that the Azure app has the Machine.Read.All application permission with admin consent", run: checkMDERead},
 }
 
 // runCheck validates the configuration and reaches every dependency,
@@ -113,16 +114,51 @@ func checkSocketMode(ctx context.Context, cfg config.Config) (string, error) {
 	return "apps.connections.open accepted the app token", nil
 }
 
+// checkProbeName is looked up by `bot check`: a name no device has, so the
+// read is cheap and proves only that the API answers and the app may read.
+const checkProbeName = "isolate-bot-check.invalid"
+
+func checkMDERead(ctx context.Context, cfg config.Config) (string, error) {
+	if cfg.DefenderSimulate {
+		return "skipped: DEFENDER_SIMULATE=true, no MDE call is made", nil
+	}
+	var gate defender.Gate
+	// The probe counts against the shared budget like any other call, so
+	// running check beside busy replicas cannot push MDE into throttling.
+	if opts := cfg.RedisOptions(); opts != nil {
+		rdb := redis.NewUniversalClient(opts)
+		defer rdb.Close()
+		lim := store.NewLimiter(rdb, store.LimiterConfig{
+			Limits: store.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour},
+			Prefix: cfg.RedisPrefix,
+		})
+		gate = commands.NewGate(lim, 0, time.Now)
+	}
+	client, err := newCheckClient(cfg, gate)
+	if err != nil {
+		return "", err
+	}
+	ms, err := client.FindMachinesByName(ctx, checkProbeName)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("GET /api/machines answered (%d devices named %s)", len(ms), checkProbeName), nil
+}
+
+func newCheckClient(cfg config.Config, gate defender.Gate) (*defender.Client, error) {
+	return defender.New(defender.Config{
+		APIURL: cfg.DefenderAPIURL, Scope: cfg.DefenderScope, AuthorityHost: cfg.AzureAuthorityHost,
+		TenantID: cfg.AzureTenantID, ClientID: cfg.AzureClientID,
+		ClientSecret: cfg.AzureClientSecret.Reveal(), CertificatePEM: []byte(cfg.AzureCertificatePEM.Reveal()),
+		UserAgent: "isolate-bot/" + version, Gate: gate, MaxGetAttempts: 1,
+	})
+}
+
 func checkAzureToken(ctx context.Context, cfg config.Config) (string, error) {
 	if cfg.DefenderSimulate {
 		return "skipped: DEFENDER_SIMULATE=true, no MDE call is made", nil
 	}
-	client, err := defender.New(defender.Config{
-		APIURL: cfg.DefenderAPIURL, Scope: cfg.DefenderScope, AuthorityHost: cfg.AzureAuthorityHost,
-		TenantID: cfg.AzureTenantID, ClientID: cfg.AzureClientID,
-		ClientSecret: cfg.AzureClientSecret.Reveal(), CertificatePEM: []byte(cfg.AzureCertificatePEM.Reveal()),
-		UserAgent: "isolate-bot/" + version,
-	})
+	client, err := newCheckClient(cfg, nil)
 	if err != nil {
 		return "", err
 	}

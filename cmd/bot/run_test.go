@@ -260,7 +260,7 @@ func TestCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"ok   config: MDE simulator, Redis state", "ok   redis: PING redis://" + rs.Addr, "ok   slack api: auth.test: bot user U0BOT", "ok   slack socket mode:", "ok   azure token: skipped"} {
+		for _, want := range []string{"ok   config: MDE simulator, Redis state", "ok   redis: PING redis://" + rs.Addr, "ok   slack api: auth.test: bot user U0BOT", "ok   slack socket mode:", "ok   azure token: skipped", "ok   mde read: skipped"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}
@@ -278,7 +278,7 @@ func TestCheck(t *testing.T) {
 		env := botEnv(fs, "REDIS_URL", "redis://:hunter2-s3kr1t@"+dead+"/0", "SLACK_BOT_TOKEN", "xoxb-wrong-s3kr1t")
 		err = run(context.Background(), []string{"bot", "check"}, envOf(env), nil, &out, io.Discard)
 		t.Log("\n" + out.String())
-		if err == nil || !strings.Contains(err.Error(), "2 of 5 checks failed") {
+		if err == nil || !strings.Contains(err.Error(), "2 of 6 checks failed") {
 			t.Fatalf("err = %v", err)
 		}
 		for _, re := range []string{

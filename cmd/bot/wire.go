@@ -233,6 +233,11 @@ func serveBot(ctx context.Context, cfg config.Config, log zerolog.Logger, now fu
 		{Name: "state", Func: c.approvals.Ping},
 		{Name: "limiter", Func: c.limiter.Ping},
 	}
+	if c.client != nil {
+		// MSAL serves the cached token until shortly before expiry, so this
+		// reaches Azure AD about once an hour, not on every probe.
+		checks = append(checks, ops.Check{Name: "azure token", Func: c.client.Token})
+	}
 	srv := ops.NewServer(cfg.HTTPAddr, checks, reg, log, ops.Options{})
 
 	ctx, cancel := context.WithCancelCause(ctx)
