@@ -1,0 +1,371 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/soc/isolate-bot/internal/redistest"
+)
+
+// TestLimiterContract runs the one limiter suite against the memory twin,
+// a single Redis node and a 3-node Redis Cluster.
+func TestLimiterContract(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		runLimiterContract(t, func(t testing.TB, cfg LimiterConfig, clk *limClock) limiterUnderTest {
+			if clk != nil {
+				cfg.Now = clk.Now
+			}
+			m := NewMemoryLimiter(cfg)
+			return limiterUnderTest{
+				limiterAPI: m,
+				replica:    func(testing.TB) limiterAPI { return m },
+				state: func(t testing.TB, budget string) string {
+					m.mu.Lock()
+					defer m.mu.Unlock()
+					if b := m.budgets[budget]; b != nil {
+						return fmt.Sprintf("%+v", *b)
+					}
+					return "<none>"
+				},
+			}
+		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		runLimiterContract(t, func(t testing.TB, cfg LimiterConfig, clk *limClock) limiterUnderTest {
+			return redisLimiterUnderTest(t, cfg, clk, func() redis.UniversalClient { return testRedis(t) })
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		runLimiterContract(t, func(t testing.TB, cfg LimiterConfig, clk *limClock) limiterUnderTest {
+			return redisLimiterUnderTest(t, cfg, clk, func() redis.UniversalClient { return testCluster(t) })
+		})
+	})
+}
+
+// newTestLimiter builds a Redis limiter on rdb; with clk the scripts use
+// clk instead of Redis TIME (the test-only override).
+func newTestLimiter(rdb redis.UniversalClient, cfg LimiterConfig, clk *limClock) *Limiter {
+	if clk != nil {
+		cfg.Now = clk.Now
+	}
+	l := NewLimiter(rdb, cfg)
+	if clk != nil {
+		l.testNow = func() int64 { return clk.us.Load() }
+	}
+	return l
+}
+
+func redisLimiterUnderTest(t testing.TB, cfg LimiterConfig, clk *limClock, dial func() redis.UniversalClient) limiterUnderTest {
+	l := newTestLimiter(dial(), cfg, clk)
+	return limiterUnderTest{
+		limiterAPI: l,
+		replica:    func(testing.TB) limiterAPI { return newTestLimiter(dial(), cfg, clk) },
+		state:      func(t testing.TB, budget string) string { return redisLimiterState(t, l, budget) },
+	}
+}
+
+// redisLimiterState dumps the budget's keys (without TTLs, which tick).
+func redisLimiterState(t testing.TB, l *Limiter, budget string) string {
+	t.Helper()
+	ctx := context.Background()
+	logKey, seqKey, blockedKey := LimiterKeys(l.cfg.Prefix, budget)
+	zs, err := l.rdb.ZRangeWithScores(ctx, logKey, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := l.rdb.HGetAll(ctx, seqKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked, err := l.rdb.Get(ctx, blockedKey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("log=%v seq=%v blocked=%q", zs, seq, blocked)
+}
+
+// TestLimiterRedisKeys: every key written gets a TTL on every writing
+// path, all keys of a budget share one cluster slot, and an idle budget
+// leaves nothing behind.
+func TestLimiterRedisKeys(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		rdb  func(t testing.TB) redis.UniversalClient
+	}{
+		{"redis", func(t testing.TB) redis.UniversalClient { return testRedis(t) }},
+		{"cluster", func(t testing.TB) redis.UniversalClient { return testCluster(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := tc.rdb(t)
+			lim := Limits{PerMinute: 2, PerHour: 5, Minute: 100 * time.Millisecond, Hour: 300 * time.Millisecond}
+			l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(t)})
+			keys := func() []string { a, b, c := LimiterKeys(l.cfg.Prefix, "isolate"); return []string{a, b, c} }()
+			noImmortalKeys := func(step string) {
+				t.Helper()
+				for _, k := range keys {
+					// -2: absent; -1: no TTL, which would block forever.
+					if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl == -1*time.Nanosecond || ttl == -1*time.Millisecond {
+						t.Fatalf("after %s: PTTL %s = %v, %v; want a TTL or no key", step, k, ttl, err)
+					}
+				}
+			}
+			d := mustReserve(t, l, "isolate", 0)
+			noImmortalKeys("admit")
+			mustReserve(t, l, "isolate", 0)
+			q := mustReserve(t, l, "isolate", time.Second) // a future slot
+			if !q.Allowed || !q.At.After(time.Now()) {
+				t.Fatalf("queued %+v; want a future slot", q)
+			}
+			noImmortalKeys("queued admit")
+			// The log must outlive its newest reservation by the hour window.
+			if ttl := rdb.PTTL(ctx, keys[0]).Val(); ttl < time.Until(q.At)+lim.Hour-50*time.Millisecond {
+				t.Fatalf("log PTTL %v; want ≥ time to the reservation (%v) + hour window", ttl, time.Until(q.At))
+			}
+			if err := l.Release(ctx, "isolate", d); err != nil {
+				t.Fatal(err)
+			}
+			noImmortalKeys("release")
+			if err := l.Block(ctx, "isolate", time.Now().Add(200*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			noImmortalKeys("block")
+			for _, k := range keys {
+				if ttl := rdb.PTTL(ctx, k).Val(); ttl <= 0 {
+					t.Fatalf("PTTL %s = %v; want > 0 after admit and block", k, ttl)
+				}
+			}
+			if tc.name == "cluster" {
+				var slots []int64
+				for _, k := range keys {
+					s, err := rdb.ClusterKeySlot(ctx, k).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					slots = append(slots, s)
+				}
+				if slots[0] != slots[1] || slots[1] != slots[2] {
+					t.Fatalf("CLUSTER KEYSLOT of %v = %v; want one slot", keys, slots)
+				}
+			}
+			// Idle: every key expires on its own (windows scaled to ms).
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				n, err := rdb.Exists(ctx, keys[0]).Result()
+				m, err2 := rdb.Exists(ctx, keys[1]).Result()
+				o, err3 := rdb.Exists(ctx, keys[2]).Result()
+				if err := errors.Join(err, err2, err3); err != nil {
+					t.Fatal(err)
+				}
+				if n+m+o == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("keys still present 10s after the last write: log %d seq %d blocked %d", n, m, o)
+				}
+				time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+			}
+		})
+	}
+}
+
+// TestLimiterTTLCoversLaterReservation: an admit that lands before a later
+// reservation (after a Release) must not shorten the log's TTL below that
+// reservation's time in the window.
+func TestLimiterTTLCoversLaterReservation(t *testing.T) {
+	ctx := context.Background()
+	clk := newLimClock()
+	rdb := testRedis(t)
+	l := newTestLimiter(rdb, LimiterConfig{Limits: Limits{PerMinute: 2}, Prefix: testPrefix(t)}, clk)
+	var ds []Decision
+	for range 5 { // slots 0, 0, 61, 61, 122
+		ds = append(ds, mustReserve(t, l, "isolate", 5*time.Minute))
+	}
+	for _, d := range ds[2:4] {
+		if err := l.Release(ctx, "isolate", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Set(limAt(1))
+	if d := mustReserve(t, l, "isolate", 5*time.Minute); !d.At.Equal(limAt(61)) {
+		t.Fatalf("%+v; want the freed slot t0+61s", d)
+	}
+	logKey, seqKey, _ := LimiterKeys(l.cfg.Prefix, "isolate")
+	want := (122-1)*time.Second + DefaultHourWindow
+	for _, k := range []string{logKey, seqKey} {
+		if ttl := rdb.PTTL(ctx, k).Val(); ttl < want {
+			t.Fatalf("PTTL %s = %v; want ≥ %v (until the t0+122s reservation leaves the hour window)", k, ttl, want)
+		}
+	}
+}
+
+// TestLimiterOneRoundTrip: a decision is one Redis command (EVALSHA) once
+// the script is loaded.
+func TestLimiterOneRoundTrip(t *testing.T) {
+	rdb := testRedis(t)
+	var calls atomic.Int64
+	rdb.AddHook(limCountHook{&calls})
+	l := NewLimiter(rdb, LimiterConfig{Prefix: testPrefix(t)})
+	if err := l.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	calls.Store(0)
+	for range 20 {
+		mustReserve(t, l, "isolate", 0)
+	}
+	if n := calls.Load(); n != 20 {
+		t.Fatalf("20 decisions took %d commands; want 20", n)
+	}
+}
+
+type limCountHook struct{ n *atomic.Int64 }
+
+func (h limCountHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h limCountHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h limCountHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLimiterScriptFlush: the script cache emptied mid-run (restart,
+// failover, SCRIPT FLUSH) costs one EVAL, not an error.
+func TestLimiterScriptFlush(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		rdb  func(t testing.TB) redis.UniversalClient
+	}{
+		{"redis", func(t testing.TB) redis.UniversalClient { return redistest.Start(t).Client() }},
+		{"cluster", func(t testing.TB) redis.UniversalClient { return testCluster(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := tc.rdb(t)
+			l := NewLimiter(rdb, LimiterConfig{Limits: Limits{PerMinute: 3}, Prefix: testPrefix(t)})
+			mustReserve(t, l, "isolate", 0)
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if d := mustReserve(t, l, "isolate", 0); !d.Allowed || d.Minute != 2 {
+				t.Fatalf("after SCRIPT FLUSH: %+v; want the 2nd admission", d)
+			}
+			if err := l.Block(ctx, "isolate", time.Now().Add(time.Second)); err != nil {
+				t.Fatalf("Block after SCRIPT FLUSH: %v", err)
+			}
+		})
+	}
+}
+
+// TestLimiterRedisDown: Redis killed mid-run. Every call fails with an
+// error wrapping ErrUnavailable and never reports Allowed; after a restart
+// it works again.
+func TestLimiterRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: 1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	l := NewLimiter(rdb, LimiterConfig{Limits: Limits{PerMinute: 100000, PerHour: 100000}, Prefix: testPrefix(t)})
+
+	var (
+		stopped   atomic.Bool
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		okBefore  int
+		errsAfter int
+	)
+	started := make(chan struct{})
+	var once sync.Once
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for fails := 0; fails < 3; {
+				after := stopped.Load() // Stop had returned before this call began
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				d, err := l.Reserve(ctx, "isolate", 0)
+				cancel()
+				mu.Lock()
+				switch {
+				case err != nil && d.Allowed:
+					t.Errorf("Reserve: Allowed=true together with error %v", err)
+				case err != nil && !errors.Is(err, ErrUnavailable):
+					t.Errorf("Reserve error %v does not wrap ErrUnavailable", err)
+				case err == nil && after:
+					t.Errorf("Reserve succeeded (%+v) after Redis was killed", d)
+				case err == nil:
+					okBefore++
+					if okBefore == 20 {
+						once.Do(func() { close(started) })
+					}
+				default:
+					fails++
+					if after {
+						errsAfter++
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	<-started
+	srv.Stop()
+	stopped.Store(true)
+	wg.Wait()
+	if errsAfter == 0 {
+		t.Fatal("no call failed after Stop")
+	}
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"Ping":       l.Ping(ctx),
+		"Block":      l.Block(ctx, "isolate", time.Now().Add(time.Minute)),
+		"Release":    l.Release(ctx, "isolate", Decision{Allowed: true, Token: "1-1"}),
+		"QueueDepth": func() error { _, err := l.QueueDepth(ctx, "isolate"); return err }(),
+	} {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s with Redis down: %v; want ErrUnavailable", name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "redis.call") {
+			t.Errorf("%s error leaks script internals: %v", name, err)
+		}
+	}
+	srv.Restart()
+	// go-redis may answer with the last dial error for a moment after the
+	// server is back; poll with a deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := l.Reserve(ctx, "isolate", 0)
+		if err == nil {
+			if !d.Allowed {
+				t.Fatalf("after restart: %+v; want admitted", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing 10s after restart: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+}
+
+// TestLimiterClientClockSkew: the client's clock does not move decisions;
+// At is expressed on it. A replica an hour ahead still sees "now".
+func TestLimiterClientClockSkew(t *testing.T) {
+	skew := time.Hour
+	now := func() time.Time { return time.Now().Add(skew) }
+	l := NewLimiter(testRedis(t), LimiterConfig{Limits: Limits{PerMinute: 1}, Prefix: testPrefix(t), Now: now})
+	d := mustReserve(t, l, "isolate", 0)
+	if !d.Allowed || d.At.Sub(now()).Abs() > time.Second {
+		t.Fatalf("%+v; want admitted at the skewed client's now", d)
+	}
+	d = mustReserve(t, l, "isolate", 0)
+	if wait := d.At.Sub(now()); d.Allowed || wait < 59*time.Second || wait > 61*time.Second {
+		t.Fatalf("%+v (wait %v); want refused for ~61s on the client clock", d, wait)
+	}
+}
