@@ -239,6 +239,8 @@ func (s *Service) logger(ctx context.Context) *zerolog.Logger {
 
 // ephemeral tells user something privately; failures are only logged.
 func (s *Service) ephemeral(ctx context.Context, channel, user string, m Message) {
+	ctx, cancel := afterWork(ctx)
+	defer cancel()
 	if err := s.d.Messenger.Ephemeral(ctx, channel, user, m); err != nil {
 		s.logger(ctx).Error().Err(err).Msg("could not send ephemeral message")
 	}
@@ -271,7 +273,23 @@ func (s *Service) audit(ctx context.Context, e store.Event) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
+	ctx, cancel := afterWork(ctx)
+	defer cancel()
 	if err := s.d.Approvals.Append(ctx, e); err != nil {
 		s.logger(ctx).Error().Err(err).Str("event", e.Type).Str("request_id", e.RequestID).Msg("could not append audit event")
 	}
+}
+
+// afterWorkTimeout bounds telling the user (and the audit log) why nothing
+// happened once the work's own deadline has run out.
+const afterWorkTimeout = 5 * time.Second
+
+// afterWork returns ctx while it is live, else a detached context with a
+// short deadline: when a slow MDE lookup used up the command's time, the
+// refusal must still reach the user and the audit log.
+func afterWork(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() == nil {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), afterWorkTimeout)
 }
