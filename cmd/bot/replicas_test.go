@@ -242,13 +242,12 @@ func TestReplicasShareTheLimit(t *testing.T) {
 // passed, the surviving replica's scheduler takes it over, finds MDE's
 // action by its marker and finishes the request without a second POST.
 //
-// Taking over a request queued behind the limit would wait RunAt (61 s)
-// plus the lease (2 × the 30 s call timeout, not configurable): over two
-// minutes. This variant waits the lease alone (~65 s), so it runs in parallel.
+// MDE_CALL_TIMEOUT=5s keeps the lease (twice the call timeout) short.
 func TestSurvivorTakesOverExecuting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})
-	a, b := h.start("replica-a"), h.start("replica-b")
+	lease := []string{"MDE_CALL_TIMEOUT", "5s"}
+	a, b := h.start("replica-a", lease...), h.start("replica-b", lease...)
 	a.waitReady(t)
 	b.waitReady(t)
 	if err := h.fs.WaitConnections(2, 10*time.Second); err != nil {
@@ -597,5 +596,110 @@ func TestLoadTwoReplicas(t *testing.T) {
 	// Counted after both processes are gone, so a late duplicate shows.
 	if got := helps(); got != n-busy {
 		t.Errorf("%d help answers, want %d: a command was handled twice", got, n-busy)
+	}
+}
+
+// TestSurvivorTakesOverQueued: the replica holding a request queued behind
+// the rate limit is SIGKILLed. When the queued slot comes (plus the lease),
+// the surviving replica's scheduler takes the request over, finds no MDE
+// action for it and sends it: exactly once, never early. The dead
+// replica's reserved slot stays spent (nobody can know it was not used), so
+// the survivor queues for the next window: about two minutes in all.
+func TestSurvivorTakesOverQueued(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	// Creating a request reads MDE (machine, actions); with one call per
+	// minute only the first could be created, so a replica with the default
+	// limits posts the cards and leaves.
+	setup := h.start("setup")
+	setup.waitReady(t)
+	ms := h.addMachines(2)
+	for _, m := range ms {
+		h.isolate("U0ANA1", m)
+	}
+	cards := h.waitCards(ms, 20*time.Second)
+	setup.stop(t, 20*time.Second)
+
+	knobs := []string{"RATE_LIMIT_PER_MINUTE", "1", "RATE_LIMIT_PER_HOUR", "10", "MDE_CALL_TIMEOUT", "3s"}
+	a, b := h.start("replica-a", knobs...), h.start("replica-b", knobs...)
+	a.waitReady(t)
+	b.waitReady(t)
+	if err := h.fs.WaitConnections(2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first, second := cards[ms[0].ComputerDNSName], cards[ms[1].ComputerDNSName]
+	id1, _ := first.Button(bot.ActionApprove)
+	id2, _ := second.Button(bot.ActionApprove)
+	// The fake deals envelopes round-robin over the two connections: a
+	// harmless envelope between the clicks sends both clicks to one replica,
+	// so the status follower of the first request dies with it too.
+	// The first request must have taken the minute's only slot before the
+	// second is approved.
+	h.fs.ClickButton("U0MGR1", chanSOC, first.TS, bot.ActionApprove)
+	if _, err := h.fs.WaitThread(chanSOC, first.TS, func(r []fakeslack.Message) bool {
+		return threadHas(r, "Sent to MDE")
+	}, 20*time.Second); err != nil {
+		t.Fatalf("first request not sent: %v\n%s", err, h.allTails())
+	}
+	if _, err := h.fs.WaitAck(h.fs.SlashCommand("U0ANA1", chanSOC, "/isolate", "help").ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.fs.ClickButton("U0MGR1", chanSOC, second.TS, bot.ActionApprove)
+	th, err := h.fs.WaitThread(chanSOC, second.TS, func(r []fakeslack.Message) bool {
+		return threadHas(r, "Queued behind the MDE rate limit")
+	}, 20*time.Second)
+	if err != nil {
+		t.Fatalf("second request not queued: %v\n%s\n%s", err, threadText(h.fs.Thread(chanSOC, second.TS)), h.allTails())
+	}
+	var runAt time.Time
+	for _, r := range th {
+		if g := queuedAt.FindStringSubmatch(r.AllText()); g != nil {
+			runAt = clockAfter(r.PostedAt, g[1], g[2], g[3])
+		}
+	}
+	var holder, survivor *proc
+	for _, p := range []*proc{a, b} {
+		if p.hasLog("message", "approved", "request_id", id2.Value) {
+			holder = p
+		}
+	}
+	if holder == nil || !holder.hasLog("message", "approved", "request_id", id1.Value) {
+		t.Fatalf("both approvals should have landed on one replica (round-robin delivery)\n%s", h.allTails())
+	}
+	survivor = a
+	if holder == a {
+		survivor = b
+	}
+	holder.kill(t)
+	if n := h.mde.Count(fakemde.OpIsolate); n != 1 {
+		t.Fatalf("%d isolate POSTs before the queued slot, want 1", n)
+	}
+
+	th, err = h.fs.WaitThread(chanSOC, second.TS, func(r []fakeslack.Message) bool {
+		return threadHas(r, "Sent to MDE")
+	}, 150*time.Second)
+	if err != nil {
+		t.Fatalf("survivor did not send the queued request: %v\n%s\n%s", err, threadText(h.fs.Thread(chanSOC, second.TS)), h.allTails())
+	}
+	posts := h.mde.Requests(fakemde.OpIsolate)
+	if len(posts) != 2 {
+		t.Fatalf("%d isolate POSTs, want 2 (one per request)", len(posts))
+	}
+	// hh:mm:ss in the thread truncates the slot: one second of slack.
+	if posts[1].At.Before(runAt) || posts[1].At.Sub(posts[0].At) < 60*time.Second {
+		t.Errorf("queued call sent at %s, %s after the first; its slot was %s", posts[1].At.Format(time.TimeOnly),
+			posts[1].At.Sub(posts[0].At).Round(time.Millisecond), runAt.Format(time.TimeOnly))
+	}
+	if !survivor.hasLog("message", "took over a stranded request; reconciling with MDE before any call", "request_id", id2.Value) {
+		t.Errorf("%s did not log the takeover of %s", survivor.name, id2.Value)
+	}
+	survivor.stop(t, 20*time.Second)
+	req, err := store.NewApprovals(h.rs.Client(), store.ApprovalsConfig{}).Get(context.Background(), id2.Value)
+	if err != nil || req.State != store.Done {
+		t.Errorf("%s in Redis: %q, %v; want done", id2.Value, req.State, err)
+	}
+	acts, err := h.mde.Sim.MachineActions(context.Background(), ms[1].ID)
+	if err != nil || len(acts) != 1 || acts[0].ID != req.MachineActionID {
+		t.Errorf("MDE actions for the queued machine: %d (err %v); want exactly the request's one", len(acts), err)
 	}
 }

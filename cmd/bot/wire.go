@@ -149,6 +149,7 @@ func (c *core) service(cfg config.Config, o coreOptions, ccfg commands.Config, m
 	ccfg.AllowedChannels = cfg.AllowedChannelIDs
 	ccfg.ApprovalTTL = cfg.ApprovalTTL
 	ccfg.QueueMaxWait = cfg.QueueMaxWait
+	ccfg.CallTimeout = cfg.MDECallTimeout
 	return commands.New(ccfg, commands.Deps{
 		Defender:  c.defender,
 		Approvals: ops.InstrumentApprovals(c.approvals, o.metrics),

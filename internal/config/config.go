@@ -54,6 +54,7 @@ const (
 	DefaultApprovalTTL     = time.Hour
 	DefaultAuditRetention  = 720 * time.Hour
 	DefaultQueueMaxWait    = 2 * time.Hour
+	DefaultMDECallTimeout  = 30 * time.Second
 	DefaultWorkers         = 16
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultHTTPAddr        = ":8080"
@@ -120,6 +121,7 @@ type Config struct {
 	ApprovalTTL     time.Duration // APPROVAL_TTL
 	AuditRetention  time.Duration // AUDIT_RETENTION
 	QueueMaxWait    time.Duration // QUEUE_MAX_WAIT
+	MDECallTimeout  time.Duration // MDE_CALL_TIMEOUT: one MDE call; a replica takes over another's stalled call after twice this
 	Workers         int           // WORKERS
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
 
@@ -154,6 +156,7 @@ type raw struct {
 	ApprovalTTL     time.Duration `env:"APPROVAL_TTL" envDefault:"1h"`
 	AuditRetention  time.Duration `env:"AUDIT_RETENTION" envDefault:"720h"`
 	QueueMaxWait    time.Duration `env:"QUEUE_MAX_WAIT" envDefault:"2h"`
+	MDECallTimeout  time.Duration `env:"MDE_CALL_TIMEOUT" envDefault:"30s"`
 	Workers         int           `env:"WORKERS" envDefault:"16"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
 	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080"`
@@ -353,13 +356,14 @@ func (c *Config) fill(r raw) Problems {
 		add("WORKERS", "must be a positive whole number, e.g. %d", DefaultWorkers)
 	}
 	c.ApprovalTTL, c.AuditRetention = r.ApprovalTTL, r.AuditRetention
-	c.QueueMaxWait, c.ShutdownTimeout = r.QueueMaxWait, r.ShutdownTimeout
+	c.QueueMaxWait, c.ShutdownTimeout, c.MDECallTimeout = r.QueueMaxWait, r.ShutdownTimeout, r.MDECallTimeout
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
 		{"APPROVAL_TTL", r.ApprovalTTL}, {"AUDIT_RETENTION", r.AuditRetention},
 		{"QUEUE_MAX_WAIT", r.QueueMaxWait}, {"SHUTDOWN_TIMEOUT", r.ShutdownTimeout},
+		{"MDE_CALL_TIMEOUT", r.MDECallTimeout},
 	} {
 		if d.v <= 0 {
 			add(d.name, "must be a positive duration, e.g. 90s, 15m or 1h")
@@ -538,6 +542,7 @@ func (c Config) Redacted() string {
 	line("APPROVAL_TTL", c.ApprovalTTL)
 	line("AUDIT_RETENTION", c.AuditRetention)
 	line("QUEUE_MAX_WAIT", c.QueueMaxWait)
+	line("MDE_CALL_TIMEOUT", c.MDECallTimeout)
 	line("WORKERS", c.Workers)
 	line("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	line("HTTP_ADDR", c.HTTPAddr)
