@@ -97,7 +97,7 @@ func (g *Gate) release(budget string, d store.Decision) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := g.l.Release(ctx, budget, d); err != nil {
-		g.Logger.Warn().Err(err).Str("budget", budget).Msg("could not release an unused MDE rate-limit slot")
+		logFor(ctx, &g.Logger).Warn().Err(err).Str("budget", budget).Msg("could not release an unused MDE rate-limit slot")
 	}
 }
 
@@ -108,7 +108,7 @@ func (g *Gate) Throttled(ctx context.Context, budget string, retryAfter time.Dur
 		retryAfter = time.Second
 	}
 	if err := g.l.Block(context.WithoutCancel(ctx), budget, g.now().Add(retryAfter)); err != nil {
-		g.Logger.Error().Err(err).Str("budget", budget).Msg("could not share MDE's Retry-After with other replicas")
+		logFor(ctx, &g.Logger).Error().Err(err).Str("budget", budget).Msg("could not share MDE's Retry-After with other replicas")
 	}
 }
 

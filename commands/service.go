@@ -230,11 +230,15 @@ func (s *Service) isInflight(id string) bool {
 }
 
 // logger returns the ctx logger if one is attached, else the Service's.
-func (s *Service) logger(ctx context.Context) *zerolog.Logger {
+func (s *Service) logger(ctx context.Context) *zerolog.Logger { return logFor(ctx, &s.log) }
+
+// logFor is the request logger carried by ctx (request id, user, machine),
+// else fallback: zerolog.Ctx alone would silently drop the line.
+func logFor(ctx context.Context, fallback *zerolog.Logger) *zerolog.Logger {
 	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
 		return l
 	}
-	return &s.log
+	return fallback
 }
 
 // ephemeral tells user something privately; failures are only logged.

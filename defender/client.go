@@ -397,7 +397,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		if !ok {
 			return err
 		}
-		c.log.Warn().Str("op", cl.op).Int("attempt", attempt).Dur("wait", wait).Str("error", err.Error()).Msg("MDE GET failed; retrying")
+		c.logger(ctx).Warn().Str("op", cl.op).Int("attempt", attempt).Dur("wait", wait).Str("error", err.Error()).Msg("MDE GET failed; retrying")
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return withCause(asAPIError(err), serr)
 		}
@@ -518,13 +518,13 @@ func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
 		if errors.As(err, &ue) {
 			cause = ue.Err
 		}
-		c.log.Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
+		c.logger(ctx).Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
 			Dur("took", time.Since(start)).Str("error", cause.Error()).Msg("MDE request failed")
 		return withCause(&APIError{Op: cl.op, Kind: kind, Message: msg}, cause)
 	}
 	defer resp.Body.Close()
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
-	c.log.Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
+	c.logger(ctx).Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
 		Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("MDE request")
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -742,4 +742,13 @@ func (c *Client) listMachines(ctx context.Context, op, filter string) ([]Machine
 		return []Machine{}, nil
 	}
 	return page.Value, nil
+}
+
+// logger is the caller's request logger (request id, user, machine) when the
+// context carries one, else the client's own.
+func (c *Client) logger(ctx context.Context) *zerolog.Logger {
+	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
+		return l
+	}
+	return &c.log
 }

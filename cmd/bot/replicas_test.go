@@ -141,6 +141,36 @@ func TestReplicasApproveExactlyOnce(t *testing.T) {
 	if n := h.mde.Count(fakemde.OpIsolate); n != len(ms) {
 		t.Errorf("%d isolate POSTs in all, want %d", n, len(ms))
 	}
+	assertRequestFields(t, a, b)
+}
+
+// assertRequestFields: every log line about one request names the request
+// and the machine, the MDE calls included, so one grep follows it across
+// replicas.
+func assertRequestFields(t *testing.T, procs ...*proc) {
+	t.Helper()
+	checked := 0
+	for _, p := range procs {
+		for _, e := range p.logEntries() {
+			msg, _ := e["message"].(string)
+			post := msg == "MDE request" && e["method"] == "POST"
+			if !post && msg != "approved" && msg != "MDE action created" {
+				continue
+			}
+			checked++
+			for _, k := range []string{"request_id", "machine"} {
+				if s, _ := e[k].(string); s == "" {
+					t.Errorf("%s: log line %q lacks %s: %v", p.name, msg, k, e)
+				}
+			}
+			if msg == "approved" && e["user"] == nil {
+				t.Errorf("%s: approval log line lacks the user: %v", p.name, e)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no request log lines to check")
+	}
 }
 
 // queuedAt matches the thread notice of a request waiting for a rate-limit slot.
