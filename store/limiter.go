@@ -60,11 +60,13 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 	return c
 }
 
-// LimiterKeys returns the Redis keys of one budget. They share the hash tag
-// {<prefix>:rl:<budget>}, so they live in one Redis Cluster slot.
-func LimiterKeys(prefix, budget string) (log, seq, blocked string) {
+// LimiterKeys returns the Redis keys of one budget: the log of admitted
+// slots and the hash holding its counter, clock and blocked-until. They
+// share the hash tag {<prefix>:rl:<budget>}, so they live in one Redis
+// Cluster slot.
+func LimiterKeys(prefix, budget string) (log, seq string) {
 	tag := "{" + prefix + ":rl:" + budget + "}"
-	return tag + ":log", tag + ":seq", tag + ":blocked"
+	return tag + ":log", tag + ":seq"
 }
 
 // checkName rejects names that would break the hash tag of the keys.
@@ -157,9 +159,9 @@ func (l *Limiter) reserve(ctx context.Context, budget string, maxWait time.Durat
 		return reservation{}, err
 	}
 	maxWait = max(maxWait, 0)
-	logKey, seqKey, blockedKey := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, seqKey := LimiterKeys(l.cfg.Prefix, budget)
 	lim := l.cfg.Limits
-	v, err := reserveScript.Run(ctx, l.rdb, []string{logKey, seqKey, blockedKey},
+	v, err := reserveScript.Run(ctx, l.rdb, []string{logKey, seqKey},
 		lim.PerMinute, lim.Minute.Microseconds(), lim.PerHour, lim.Hour.Microseconds(),
 		maxWait.Microseconds(), ttlMargin.Milliseconds(), l.nowArg()).Slice()
 	if err != nil {
@@ -211,7 +213,7 @@ func (l *Limiter) Release(ctx context.Context, budget string, d Decision) error 
 	if !d.Allowed || d.Token == "" {
 		return nil
 	}
-	logKey, _, _ := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, _ := LimiterKeys(l.cfg.Prefix, budget)
 	if err := l.rdb.ZRem(ctx, logKey, d.Token).Err(); err != nil {
 		return limiterUnavailable("release", budget, err)
 	}
@@ -230,8 +232,8 @@ func (l *Limiter) Block(ctx context.Context, budget string, until time.Time) err
 	if delay <= 0 {
 		return nil
 	}
-	_, seqKey, blockedKey := LimiterKeys(l.cfg.Prefix, budget)
-	err := blockScript.Run(ctx, l.rdb, []string{blockedKey, seqKey},
+	_, seqKey := LimiterKeys(l.cfg.Prefix, budget)
+	err := blockScript.Run(ctx, l.rdb, []string{seqKey},
 		delay.Microseconds(), ttlMargin.Milliseconds(), l.nowArg()).Err()
 	if err != nil {
 		return limiterUnavailable("block", budget, err)
@@ -245,7 +247,7 @@ func (l *Limiter) QueueDepth(ctx context.Context, budget string) (int, error) {
 	if err := l.check(budget); err != nil {
 		return 0, err
 	}
-	logKey, seqKey, _ := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, seqKey := LimiterKeys(l.cfg.Prefix, budget)
 	n, err := depthScript.Run(ctx, l.rdb, []string{logKey, seqKey}, l.nowArg()).Int()
 	if err != nil {
 		return 0, limiterUnavailable("queue depth", budget, err)

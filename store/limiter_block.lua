@@ -1,9 +1,9 @@
 -- Hold a budget off until now + delay (MDE 429 Retry-After), never shortening
 -- an existing block.
--- KEYS[1] blocked, KEYS[2] seq (for the monotonic "last" time)
+-- KEYS[1] seq (HASH: blocked = blocked-until µs; last = monotonic time)
 -- ARGV: delay_us, ttl_margin_ms, now_us (test-only override; '' in production)
 -- Returns the blocked-until time in µs.
-local blocked, seq = KEYS[1], KEYS[2]
+local seq = KEYS[1]
 local delay, margin = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now
 if ARGV[3] ~= '' then
@@ -13,10 +13,16 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local last = tonumber(redis.call('HGET', seq, 'last'))
+local h = redis.call('HMGET', seq, 'last', 'blocked')
+local last = tonumber(h[1])
 if last and last > now then now = last end
 local untilus = now + delay
-local cur = tonumber(redis.call('GET', blocked))
+local cur = tonumber(h[2])
 if cur and cur >= untilus then return cur end
-redis.call('SET', blocked, string.format('%.0f', untilus), 'PX', math.floor(delay / 1000) + margin)
+redis.call('HSET', seq, 'blocked', untilus)
+-- The hash must outlive the block. Only ever lengthen its TTL: it also
+-- holds the log's counter and clock, kept by admits until their newest slot
+-- has left the hour window. PTTL is -1 for a hash just created by HSET.
+local ttl = math.floor(delay / 1000) + margin
+if redis.call('PTTL', seq) < ttl then redis.call('PEXPIRE', seq, ttl) end
 return untilus

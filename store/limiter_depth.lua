@@ -10,4 +10,5 @@ else
 end
 local last = tonumber(redis.call('HGET', seq, 'last'))
 if last and last > now then now = last end
-return redis.call('ZCOUNT', log, '(' .. string.format('%.0f', now), '+inf')
+-- Scores are integer µs: "> now" is ">= now+1".
+return redis.call('ZCOUNT', log, now + 1, '+inf')

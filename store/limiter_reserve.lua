@@ -1,17 +1,21 @@
 -- Reserve one call in a two-window sliding log (see store/README.md).
--- KEYS[1] log (ZSET: member "<slot µs>-<seq>", score slot µs)
--- KEYS[2] seq (HASH: n = member counter, last = highest server time seen by an admit, µs)
--- KEYS[3] blocked (STRING: blocked-until µs, set by Block)
+-- KEYS[1] log (ZSET: member "<slot µs>-<n>", score slot µs)
+-- KEYS[2] seq (HASH: n = member counter, last = highest server time seen by
+--         an admit, newest = highest slot admitted, blocked = blocked-until;
+--         all µs)
 -- ARGV: limit_minute, window_minute_us, limit_hour, window_hour_us,
 --       max_wait_us, ttl_margin_ms, now_us (test-only override; '' in production)
 -- Returns {allowed 0|1, slot_us, now_us, minute, hour, member}. A refusal
 -- writes nothing; slot_us is then the exact earliest admission time.
-local log, seq, blocked = KEYS[1], KEYS[2], KEYS[3]
+--
+-- Each redis.call costs ~1-2 µs, so the script makes as few as it can:
+-- refusal 7 (TIME, HMGET, ZCARD, 2 rank lookups when both windows are full,
+-- 2 ZCOUNT), admit 9 to 12. Numbers are passed to redis.call as numbers:
+-- Redis formats them with %.17g, exact for integer µs (tostring is not).
+local log, seq = KEYS[1], KEYS[2]
 local lm, tm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lh, th = tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxwait, margin = tonumber(ARGV[5]), tonumber(ARGV[6])
-
-local function fmt(x) return string.format('%.0f', x) end
 
 local now
 if ARGV[7] ~= '' then
@@ -22,8 +26,9 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+local h = redis.call('HMGET', seq, 'last', 'blocked', 'n', 'newest')
 -- Time never runs backwards (failover to a host with a slower clock).
-local last = tonumber(redis.call('HGET', seq, 'last'))
+local last = tonumber(h[1])
 if last and last > now then now = last end
 
 -- Entries are sorted by slot. Ranks count every entry, future reservations
@@ -40,27 +45,36 @@ local function retry(limit, window)
 end
 retry(lm, tm)
 retry(lh, th)
-local b = tonumber(redis.call('GET', blocked))
+-- A blocked-until in the past is harmless, so it needs no TTL of its own.
+local b = tonumber(h[2])
 if b and b > slot then slot = b end
 
+-- Scores are integer µs: "> x" is ">= x+1", no '(' string to format.
 if slot > now + maxwait then
-  local cm = redis.call('ZCOUNT', log, '(' .. fmt(now - tm), '+inf')
-  local ch = redis.call('ZCOUNT', log, '(' .. fmt(now - th), '+inf')
-  return {0, slot, now, cm, ch, ''}
+  return {0, slot, now, redis.call('ZCOUNT', log, now - tm + 1, '+inf'),
+    redis.call('ZCOUNT', log, now - th + 1, '+inf'), ''}
 end
 
 -- Entries at or before now-th can no longer fill any window.
-redis.call('ZREMRANGEBYSCORE', log, '-inf', fmt(now - th))
-local n = redis.call('HINCRBY', seq, 'n', 1)
-local member = fmt(slot) .. '-' .. n
-redis.call('ZADD', log, fmt(slot), member)
-redis.call('HSET', seq, 'last', fmt(now))
--- Keep the log until its newest entry (not necessarily this one, after a
--- Release) has left the hour window.
-local newest = tonumber(redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2])
+local removed = redis.call('ZREMRANGEBYSCORE', log, '-inf', now - th)
+local n = (tonumber(h[3]) or 0) + 1
+local member = string.format('%.0f-%d', slot, n)
+redis.call('ZADD', log, slot, member)
+-- Keep the log until its newest entry has left the hour window. newest may
+-- be stale-high after a Release, which only lengthens the TTL. A block
+-- always ends at or before newest (slot >= blocked), so seq outlives it.
+local newest = tonumber(h[4])
+if not newest or newest < slot then newest = slot end
+redis.call('HSET', seq, 'n', n, 'last', now, 'newest', newest)
 local ttl = math.floor((newest - now + th) / 1000) + margin
 redis.call('PEXPIRE', log, ttl)
 redis.call('PEXPIRE', seq, ttl)
-local cm = redis.call('ZCOUNT', log, '(' .. fmt(slot - tm), '+inf')
-local ch = redis.call('ZCOUNT', log, '(' .. fmt(slot - th), '+inf')
+local cm = redis.call('ZCOUNT', log, slot - tm + 1, '+inf')
+local ch
+if slot == now then
+  -- After the trim every remaining entry is inside (now-th, +inf).
+  ch = total - removed + 1
+else
+  ch = redis.call('ZCOUNT', log, slot - th + 1, '+inf')
+end
 return {1, slot, now, cm, ch, member}

@@ -76,20 +76,17 @@ func redisLimiterUnderTest(t testing.TB, cfg LimiterConfig, clk *limClock, dial 
 func redisLimiterState(t testing.TB, l *Limiter, budget string) string {
 	t.Helper()
 	ctx := context.Background()
-	logKey, seqKey, blockedKey := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, seqKey := LimiterKeys(l.cfg.Prefix, budget)
 	zs, err := l.rdb.ZRangeWithScores(ctx, logKey, 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// seq holds the counter, the clock and blocked-until.
 	seq, err := l.rdb.HGetAll(ctx, seqKey).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocked, err := l.rdb.Get(ctx, blockedKey).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("log=%v seq=%v blocked=%q", zs, seq, blocked)
+	return fmt.Sprintf("log=%v seq=%v", zs, seq)
 }
 
 // TestLimiterRedisKeys: every key written gets a TTL on every writing
@@ -108,7 +105,7 @@ func TestLimiterRedisKeys(t *testing.T) {
 			rdb := tc.rdb(t)
 			lim := Limits{PerMinute: 2, PerHour: 5, Minute: 100 * time.Millisecond, Hour: 300 * time.Millisecond}
 			l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(t)})
-			keys := func() []string { a, b, c := LimiterKeys(l.cfg.Prefix, "isolate"); return []string{a, b, c} }()
+			keys := func() []string { a, b := LimiterKeys(l.cfg.Prefix, "isolate"); return []string{a, b} }()
 			noImmortalKeys := func(step string) {
 				t.Helper()
 				for _, k := range keys {
@@ -152,7 +149,7 @@ func TestLimiterRedisKeys(t *testing.T) {
 					}
 					slots = append(slots, s)
 				}
-				if slots[0] != slots[1] || slots[1] != slots[2] {
+				if slots[0] != slots[1] {
 					t.Fatalf("CLUSTER KEYSLOT of %v = %v; want one slot", keys, slots)
 				}
 			}
@@ -161,15 +158,14 @@ func TestLimiterRedisKeys(t *testing.T) {
 			for {
 				n, err := rdb.Exists(ctx, keys[0]).Result()
 				m, err2 := rdb.Exists(ctx, keys[1]).Result()
-				o, err3 := rdb.Exists(ctx, keys[2]).Result()
-				if err := errors.Join(err, err2, err3); err != nil {
+				if err := errors.Join(err, err2); err != nil {
 					t.Fatal(err)
 				}
-				if n+m+o == 0 {
+				if n+m == 0 {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("keys still present 10s after the last write: log %d seq %d blocked %d", n, m, o)
+					t.Fatalf("keys still present 10s after the last write: log %d seq %d", n, m)
 				}
 				time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
 			}
@@ -198,7 +194,7 @@ func TestLimiterTTLCoversLaterReservation(t *testing.T) {
 	if d := mustReserve(t, l, "isolate", 5*time.Minute); !d.At.Equal(limAt(61)) {
 		t.Fatalf("%+v; want the freed slot t0+61s", d)
 	}
-	logKey, seqKey, _ := LimiterKeys(l.cfg.Prefix, "isolate")
+	logKey, seqKey := LimiterKeys(l.cfg.Prefix, "isolate")
 	want := (122-1)*time.Second + DefaultHourWindow
 	for _, k := range []string{logKey, seqKey} {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl < want {
@@ -368,4 +364,94 @@ func TestLimiterClientClockSkew(t *testing.T) {
 	if wait := d.At.Sub(now()); d.Allowed || wait < 59*time.Second || wait > 61*time.Second {
 		t.Fatalf("%+v (wait %v); want refused for ~61s on the client clock", d, wait)
 	}
+}
+
+// TestLimiterBlockOutlivesLog: blocked-until lives in the seq hash, so
+// Block must keep that hash alive until the block ends even when the log
+// (and the TTL admits gave the hash) expires sooner, and must never
+// shorten the hash's TTL.
+func TestLimiterBlockOutlivesLog(t *testing.T) {
+	ctx := context.Background()
+	rdb := testRedis(t)
+	// Windows scaled to ms: an admit keeps the keys for ~1.1 s.
+	lim := Limits{PerMinute: 10, PerHour: 10, Minute: 50 * time.Millisecond, Hour: 100 * time.Millisecond}
+	l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(t)})
+	logKey, seqKey := LimiterKeys(l.cfg.Prefix, "isolate")
+	if d := mustReserve(t, l, "isolate", 0); !d.Allowed {
+		t.Fatalf("%+v; want admitted", d)
+	}
+	blockEnd := time.Now().Add(3 * time.Second)
+	if err := l.Block(ctx, "isolate", blockEnd); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, seqKey).Val(); ttl < 2900*time.Millisecond {
+		t.Fatalf("seq PTTL after a 3 s Block = %v; want ≥ the block", ttl)
+	}
+	if err := l.Block(ctx, "isolate", time.Now().Add(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.PTTL(ctx, seqKey).Val(); ttl < 2800*time.Millisecond {
+		t.Fatalf("seq PTTL after a shorter Block = %v; a Block must never shorten it", ttl)
+	}
+	// Once the log has expired on its own, the block still holds.
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for rdb.Exists(ctx, logKey).Val() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("log still present; want it expired ~1.1 s after the admit")
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+	d := mustReserve(t, l, "isolate", 0)
+	if d.Allowed || d.At.Sub(blockEnd).Abs() > 50*time.Millisecond {
+		t.Fatalf("after the log expired: %+v; want refused until the block ends at %v", d, blockEnd)
+	}
+}
+
+// TestLimiterScriptCalls pins the number of commands the reserve script
+// makes per path (each costs ~1-2 µs of Redis's single thread; see the
+// Benchmarks section of README.md). INFO commandstats counts the commands
+// a script calls.
+func TestLimiterScriptCalls(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client() // own server: commandstats are global
+	lim := Limits{PerMinute: 3, PerHour: 3}
+	l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(t)})
+	if err := l.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		mustReserve(t, l, "isolate", 0)
+	}
+	calls := func(what string, reserve func() Decision, allowed bool, want int) {
+		t.Helper()
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if d := reserve(); d.Allowed != allowed {
+			t.Fatalf("%s: %+v; want Allowed=%v", what, d, allowed)
+		}
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, cmds := 0, []string{}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+			if !ok || name == "evalsha" || name == "eval" || strings.HasPrefix(name, "config") {
+				continue
+			}
+			var c int
+			if _, err := fmt.Sscanf(rest, "%d", &c); err != nil {
+				t.Fatalf("parsing %q: %v", line, err)
+			}
+			n += c
+			cmds = append(cmds, fmt.Sprintf("%s×%d", name, c))
+		}
+		if n != want {
+			t.Fatalf("%s: the script made %d calls (%v); want %d", what, n, cmds, want)
+		}
+	}
+	calls("refusal, both windows full", func() Decision { return mustReserve(t, l, "isolate", 0) }, false, 7)
+	calls("admit now", func() Decision { return mustReserve(t, l, "unisolate", 0) }, true, 9)
+	calls("queued admit, both windows full", func() Decision { return mustReserve(t, l, "isolate", 2*time.Hour) }, true, 12)
 }
