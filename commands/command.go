@@ -174,7 +174,7 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 	}
 	st := deriveState(acts, s.now())
 	if st.Last != nil && !st.Last.Final() {
-		out := msg(txt("MDE already has a "), bold(st.Last.Type), txtf(" action (%s) for ", st.Last.Status), code(host),
+		out := msg(txt("MDE already has an action in progress for "), code(host), txtf(": %s (%s)", st.Last.Type, st.Last.Status),
 			txtf(" since %s; wait for it to finish (see ", hhmm(st.Last.CreationDateTimeUTC)), code(UsageStatus), txt(")."))
 		out.Action = st.Last
 		s.refuse(ctx, inv, m.ID, "MDE action "+st.Last.ID+" "+st.Last.Status, out)

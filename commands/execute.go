@@ -179,7 +179,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			}
 			why := "MDE already has an action in progress for this machine, so nothing new was sent; follow that action, then request again if needed."
 			if pending != nil {
-				why = fmt.Sprintf("MDE already has a %s action %s (%s) for this machine, so nothing new was sent; follow that action, then request again if needed.", pending.Type, pending.ID, pending.Status)
+				why = fmt.Sprintf("MDE already has an action in progress for this machine (%s %s, %s), so nothing new was sent; follow that action, then request again if needed.", pending.Type, pending.ID, pending.Status)
 			}
 			s.fail(ctx, r, why, apiErr, pending)
 			return

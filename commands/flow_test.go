@@ -46,7 +46,7 @@ func TestCommandRefusals(t *testing.T) {
 				if _, err := e.sim.Isolate(context.Background(), defender.SimWeb01, defender.Full, "earlier"); err != nil {
 					e.t.Fatal(err)
 				}
-			}, want: "MDE already has a Isolate action (Pending)"},
+			}, want: "MDE already has an action in progress for web-01.contoso.local: Isolate (Pending)"},
 		{name: "unisolate of a machine not isolated", user: analyst, cmd: "/unisolate", text: defender.SimWeb01 + " x", want: "is not isolated"},
 		{name: "already has a request", user: analyst2, cmd: "/isolate", text: "WEB-01.contoso.local selective again",
 			setup: func(e *env) { e.request() }, want: "already has request r-1 (pending, by @UANALYST)"},
@@ -460,7 +460,7 @@ func TestAlreadyInProgressLinksAction(t *testing.T) {
 	}
 	found := false
 	for _, s := range e.msgr.replies {
-		if s.M.Action != nil && s.M.Action.ID == portal.ID && strings.Contains(text(s.M), "already has a Isolate action") {
+		if s.M.Action != nil && s.M.Action.ID == portal.ID && strings.Contains(text(s.M), "already has an action in progress for this machine (Isolate ") {
 			found = true
 		}
 	}
