@@ -4,13 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,56 +14,40 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/internal/redistest"
 	"github.com/soc/isolate-bot/store"
 )
 
 const (
-	e2eTenant   = "11111111-2222-3333-4444-555555555555"
-	e2eClientID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-	e2eSecret   = "e2e-client-s3cret"
-	e2eToken    = "eyJhbGciOiJub25lIn0.eyJyb2xlcyI6WyJNYWNoaW5lLklzb2xhdGUiXX0.ZTJlLXRva2Vu"
-	machineA    = "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378"
-	machineB    = "8c2f4967d9728e5aa3c06a9e617a22a4a5a17379"
+	machineA = "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378"
+	machineB = "8c2f4967d9728e5aa3c06a9e617a22a4a5a17379"
 )
 
-// mdePost is one POST the fake MDE received.
+// mdePost is one isolate/unisolate POST the fake MDE received.
 type mdePost struct {
 	At        time.Time
-	Op        string // "isolate", "unisolate", "cancel"
+	Op        string // "isolate" or "unisolate"
 	MachineID string
 	Body      map[string]string
 	Status    int
 }
 
-// fakeMDE is Azure AD (OIDC discovery + client-credentials token) and the
-// MDE machine and machine-action API on one TLS loopback server. Actions
-// start Pending and turn Succeeded on the first status read.
-type fakeMDE struct {
-	srv *httptest.Server
-
-	mu           sync.Mutex
-	changed      chan struct{}
-	machines     map[string]defender.Machine
-	actions      []defender.MachineAction
-	posts        []mdePost
-	tokens       int
-	throttleNext int // answer the next isolate POSTs with 429
-	retryAfter   int // seconds, for those 429s
-	seq          int
-}
+// fakeMDE is internal/fakemde (Azure AD and the MDE API on one loopback
+// TLS server, backed by the simulator) with the views these tests use.
+type fakeMDE struct{ *fakemde.Server }
 
 func newFakeMDE(t testing.TB, machines ...defender.Machine) *fakeMDE {
 	t.Helper()
-	m := &fakeMDE{changed: make(chan struct{}), machines: map[string]defender.Machine{}}
+	m := &fakeMDE{fakemde.New(t, nil)}
+	// Actions finish almost at once, so status following ends quickly.
+	m.Sim.PendingFor, m.Sim.CompleteAfter = 5*time.Millisecond, 10*time.Millisecond
 	for _, mc := range machines {
-		m.machines[mc.ID] = mc
+		if err := m.Sim.AddMachine(mc); err != nil {
+			t.Fatal(err)
+		}
 	}
-	m.srv = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
-	m.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake noise from closed idle conns
-	m.srv.StartTLS()
-	t.Cleanup(m.srv.Close)
 	return m
 }
 
@@ -76,161 +55,35 @@ func e2eMachine(id, host string) defender.Machine {
 	seen := time.Now().Add(-time.Hour).UTC()
 	build := int64(22631)
 	return defender.Machine{ID: id, ComputerDNSName: host, OSPlatform: "Windows11", OSBuild: &build,
-		HealthStatus: "Active", RiskScore: "High", ExposureLevel: "Medium", LastSeen: &seen}
+		HealthStatus: "Active", OnboardingStatus: "Onboarded", RiskScore: "High", ExposureLevel: "Medium", LastSeen: &seen}
 }
 
-func (m *fakeMDE) notifyLocked() {
-	close(m.changed)
-	m.changed = make(chan struct{})
+// Posts are the isolate and unisolate POSTs answered so far, in order.
+func (m *fakeMDE) Posts() []mdePost {
+	var out []mdePost
+	for _, r := range m.Requests("") {
+		if r.Method != http.MethodPost || (r.Op != fakemde.OpIsolate && r.Op != fakemde.OpUnisolate) || r.Status == 0 {
+			continue
+		}
+		p := mdePost{At: r.At, Op: r.Op, Status: r.Status, MachineID: strings.Split(strings.TrimPrefix(r.Path, "/api/machines/"), "/")[0]}
+		_ = json.Unmarshal([]byte(r.Body), &p.Body)
+		out = append(out, p)
+	}
+	return out
 }
 
-// waitPosts waits until at least n POSTs arrived.
+// waitPosts waits until at least n POSTs were answered.
 func (m *fakeMDE) waitPosts(t testing.TB, n int) []mdePost {
 	t.Helper()
-	deadline := time.After(wait)
-	for {
-		m.mu.Lock()
-		if len(m.posts) >= n {
-			out := append([]mdePost(nil), m.posts...)
-			m.mu.Unlock()
-			return out
-		}
-		ch := m.changed
-		m.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("fake MDE: timed out waiting for %d POSTs (have %d)", n, len(m.Posts()))
-		}
-	}
+	waitUntil(t, fmt.Sprintf("%d MDE POSTs", n), func() bool { return len(m.Posts()) >= n })
+	return m.Posts()
 }
 
-func (m *fakeMDE) Posts() []mdePost {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]mdePost(nil), m.posts...)
-}
-
+// throttle answers the next n isolate POSTs with 429 and Retry-After.
 func (m *fakeMDE) throttle(n, retryAfterSeconds int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.throttleNext, m.retryAfter = n, retryAfterSeconds
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func mdeErr(code, msg string) map[string]any {
-	return map[string]any{"error": map[string]string{"code": code, "message": msg, "target": "corr-" + code}}
-}
-
-var (
-	eqFilter     = regexp.MustCompile(`^(computerDnsName|machineId) eq '((?:[^']|'')*)'$`)
-	prefixFilter = regexp.MustCompile(`^startswith\(computerDnsName,'((?:[^']|'')*)'\)$`)
-)
-
-func (m *fakeMDE) serve(w http.ResponseWriter, r *http.Request) {
-	base := m.srv.URL + "/" + e2eTenant
-	p := r.URL.Path
-	switch {
-	case r.Method == http.MethodGet && p == "/"+e2eTenant+"/v2.0/.well-known/openid-configuration":
-		writeJSON(w, 200, map[string]any{"token_endpoint": base + "/oauth2/v2.0/token",
-			"authorization_endpoint": base + "/oauth2/v2.0/authorize", "issuer": base + "/v2.0"})
-		return
-	case r.Method == http.MethodPost && p == "/"+e2eTenant+"/oauth2/v2.0/token":
-		_ = r.ParseForm()
-		if r.PostForm.Get("client_secret") != e2eSecret {
-			writeJSON(w, 401, map[string]any{"error": "invalid_client"})
-			return
-		}
-		m.mu.Lock()
-		m.tokens++
-		m.mu.Unlock()
-		writeJSON(w, 200, map[string]any{"access_token": e2eToken, "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600})
-		return
-	}
-	if r.Header.Get("Authorization") != "Bearer "+e2eToken {
-		writeJSON(w, 401, mdeErr("Unauthorized", "bad token"))
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	defer m.notifyLocked()
-	parts := strings.Split(strings.Trim(p, "/"), "/") // api, machines|machineactions, id, op
-	switch {
-	case r.Method == http.MethodGet && p == "/api/machines":
-		f := r.URL.Query().Get("$filter")
-		var out []defender.Machine
-		for _, mc := range m.machines {
-			if g := eqFilter.FindStringSubmatch(f); g != nil && g[1] == "computerDnsName" && strings.EqualFold(mc.ComputerDNSName, strings.ReplaceAll(g[2], "''", "'")) {
-				out = append(out, mc)
-			} else if g := prefixFilter.FindStringSubmatch(f); g != nil && strings.HasPrefix(mc.ComputerDNSName, strings.ReplaceAll(g[1], "''", "'")) {
-				out = append(out, mc)
-			}
-		}
-		writeJSON(w, 200, map[string]any{"value": append([]defender.Machine{}, out...)})
-	case r.Method == http.MethodGet && len(parts) == 3 && parts[1] == "machines":
-		mc, ok := m.machines[parts[2]]
-		if !ok {
-			writeJSON(w, 404, mdeErr("ResourceNotFound", "Machine "+parts[2]+" was not found"))
-			return
-		}
-		writeJSON(w, 200, mc)
-	case r.Method == http.MethodGet && p == "/api/machineactions":
-		g := eqFilter.FindStringSubmatch(r.URL.Query().Get("$filter"))
-		out := []defender.MachineAction{}
-		for _, a := range m.actions {
-			if g != nil && g[1] == "machineId" && a.MachineID == g[2] {
-				out = append(out, a)
-			}
-		}
-		writeJSON(w, 200, map[string]any{"value": out})
-	case r.Method == http.MethodGet && len(parts) == 3 && parts[1] == "machineactions":
-		for i := range m.actions {
-			if a := &m.actions[i]; a.ID == parts[2] {
-				if a.Status == defender.StatusPending {
-					a.Status, a.LastUpdateDateTimeUTC = defender.StatusSucceeded, time.Now().UTC()
-				}
-				writeJSON(w, 200, *a)
-				return
-			}
-		}
-		writeJSON(w, 404, mdeErr("ResourceNotFound", "no such action"))
-	case r.Method == http.MethodPost && len(parts) == 4 && parts[1] == "machines" && (parts[3] == "isolate" || parts[3] == "unisolate"):
-		var in map[string]string
-		_ = json.Unmarshal(body, &in)
-		post := mdePost{At: time.Now(), Op: parts[3], MachineID: parts[2], Body: in}
-		mc, ok := m.machines[parts[2]]
-		switch {
-		case !ok:
-			post.Status = 404
-			writeJSON(w, 404, mdeErr("ResourceNotFound", "Machine was not found"))
-		case m.throttleNext > 0:
-			m.throttleNext--
-			post.Status = 429
-			w.Header().Set("Retry-After", fmt.Sprint(m.retryAfter))
-			writeJSON(w, 429, mdeErr("TooManyRequests", "slow down"))
-		default:
-			m.seq++
-			typ, scope := "Isolate", in["IsolationType"]
-			if parts[3] == "unisolate" {
-				typ, scope = "Unisolate", ""
-			}
-			now := time.Now().UTC()
-			a := defender.MachineAction{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", m.seq), Type: typ, Scope: scope,
-				Requestor: e2eClientID, RequestorComment: in["Comment"], Status: defender.StatusPending,
-				MachineID: mc.ID, ComputerDNSName: mc.ComputerDNSName, CreationDateTimeUTC: now, LastUpdateDateTimeUTC: now}
-			m.actions = append(m.actions, a)
-			post.Status = 201
-			writeJSON(w, 201, a)
-		}
-		m.posts = append(m.posts, post)
-	default:
-		writeJSON(w, 404, mdeErr("NotFound", "unexpected "+r.Method+" "+p))
+	for range n {
+		m.FailNext(fakemde.OpIsolate, fakemde.Fault{Status: http.StatusTooManyRequests, Code: "TooManyRequests",
+			Message: "slow down", RetryAfter: retryAfterSeconds})
 	}
 }
 
@@ -265,7 +118,7 @@ func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
 		if t.Failed() {
 			t.Logf("logs:\n%s", w.logs.String())
 		}
-		for _, secret := range []string{e2eSecret, e2eToken, w.fs.BotToken(), w.fs.AppToken()} {
+		for _, secret := range []string{fakemde.ClientSecret, fakemde.Token, w.fs.BotToken(), w.fs.AppToken()} {
 			if strings.Contains(w.logs.String(), secret) {
 				t.Errorf("a secret or token appears in the logs")
 			}
@@ -293,8 +146,8 @@ func (w *e2eWorld) start(o e2eOptions) *instance {
 	approvals := store.NewApprovals(rdb, store.ApprovalsConfig{Prefix: w.prefix})
 	limiter := store.NewLimiter(rdb, store.LimiterConfig{Limits: o.limits, Prefix: w.prefix})
 	gate := commands.NewGate(limiter, time.Minute, nil)
-	dc, err := defender.New(defender.Config{APIURL: w.mde.srv.URL, AuthorityHost: w.mde.srv.URL, TenantID: e2eTenant,
-		ClientID: e2eClientID, ClientSecret: e2eSecret, HTTPClient: w.mde.srv.Client(), Gate: gate, Logger: logger})
+	dc, err := defender.New(defender.Config{APIURL: w.mde.URL(), AuthorityHost: w.mde.URL(), TenantID: fakemde.TenantID,
+		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret, HTTPClient: w.mde.HTTPClient(), Gate: gate, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

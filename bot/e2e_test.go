@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/store"
 )
@@ -356,9 +357,7 @@ func TestE2ELoad(t *testing.T) {
 	if p := percentile(burst, .99); p > 2*time.Second {
 		t.Errorf("click → POST p99 %s", p)
 	}
-	w.mde.mu.Lock()
-	tokens := w.mde.tokens
-	w.mde.mu.Unlock()
+	tokens := w.mde.Count(fakemde.OpToken)
 	if tokens != 1 {
 		t.Errorf("%d token requests; the token must be cached", tokens)
 	}

@@ -54,6 +54,7 @@ type Request struct {
 	Body   string
 	Auth   string // the Authorization header
 	At     time.Time
+	Status int // the HTTP status answered; 0 while the answer is pending
 }
 
 // Fault is an injected answer: Status with MDE's error body, and a
@@ -202,11 +203,25 @@ func classify(r *http.Request) (op, id, sub string) {
 	return "unknown", "", ""
 }
 
+// statusRecorder notes the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// serve records the request on arrival (so WaitCount sees a hung call),
+// answers it, then records the status it answered.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	op, id, _ := classify(r)
 
 	s.mu.Lock()
+	idx := len(s.reqs)
 	s.reqs = append(s.reqs, Request{Op: op, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Body: string(body), Auth: r.Header.Get("Authorization"), At: time.Now()})
 	s.counts[op]++
@@ -217,10 +232,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.faults[op] = q[1:]
 	}
 	hang := s.hangs[op]
-	close(s.notify)
-	s.notify = make(chan struct{})
+	s.changedLocked()
 	s.mu.Unlock()
 
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.answer(rec, r, op, id, body, fault, hang)
+
+	s.mu.Lock()
+	s.reqs[idx].Status = rec.status
+	s.changedLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) changedLocked() {
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, op, id string, body []byte, fault *Fault, hang time.Duration) {
 	if op == "discovery" {
 		base := s.srv.URL + "/" + TenantID
 		writeJSON(w, http.StatusOK, map[string]any{
