@@ -85,8 +85,10 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		if cur.Channel == "" || cur.MessageTS == "" {
 			cur.Channel, cur.MessageTS = r.Channel, r.MessageTS
 		}
-		if cur.State == store.Expired {
-			s.updateCard(ctx, cur) // the store expired it on this very call
+		if cur.State == store.Expired && cur.DecidedBy == systemActor && r.State == store.Pending {
+			// The store expired it on this very call (nothing else would
+			// announce it: the scheduler only sees open requests).
+			s.announceExpired(ctx, cur)
 		}
 		s.ephemeral(ctx, c.Channel, c.User, decidedMessage(cur))
 		return nil

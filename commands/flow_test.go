@@ -736,3 +736,37 @@ func TestClickBeforeCardRecorded(t *testing.T) {
 		t.Errorf("only %d thread replies: %q", len(replies), e.msgr.replyTexts())
 	}
 }
+
+// A click after APPROVAL_TTL, before any tick, expires the request in the
+// store; the expiry must still reach the card, the thread and the audit log
+// exactly once (the scheduler no longer sees the request).
+func TestExpiryByLateClick(t *testing.T) {
+	e := newEnv(t)
+	r := e.request()
+	e.clk.Advance(61 * time.Minute)
+	e.click(e.svc, r.ID, boss, true)
+	if m := text(e.msgr.lastEphemeral(t, boss)); !strings.Contains(m, "expired") {
+		t.Fatalf("late click told %q", m)
+	}
+	if err := e.svc.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(r.ID); got.State != store.Expired {
+		t.Fatalf("request is %s, want expired", got.State)
+	}
+	n := 0
+	for _, s := range e.msgr.replyTexts() {
+		if strings.Contains(s, "Expired without a decision") {
+			n++
+		}
+	}
+	if n != 1 || !slices.Contains(e.history(r.ID), store.EventExpired) {
+		t.Fatalf("%d expiry replies in %q; audit %v", n, e.msgr.replyTexts(), e.history(r.ID))
+	}
+	if u := e.msgr.updates; len(u) != 1 || u[0].Request.State != store.Expired {
+		t.Fatalf("card updates %+v", u)
+	}
+	if e.def.posts.Load() != 0 {
+		t.Fatal("MDE called")
+	}
+}

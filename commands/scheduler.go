@@ -61,8 +61,7 @@ func (s *Service) Tick(ctx context.Context) error {
 }
 
 func (s *Service) expire(ctx context.Context, r store.Request) error {
-	log := s.log.With().Str("request_id", r.ID).Str("machine", r.MachineID).Logger()
-	ctx = log.WithContext(ctx)
+	ctx = s.log.With().Str("request_id", r.ID).Str("machine", r.MachineID).Logger().WithContext(ctx)
 	e, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, store.Change{To: store.Expired, By: systemActor, Note: "expired without a decision"})
 	var ce *store.ConflictError
 	switch {
@@ -71,9 +70,15 @@ func (s *Service) expire(ctx context.Context, r store.Request) error {
 	case err != nil:
 		return fmt.Errorf("expire %s: %w", r.ID, err)
 	}
+	s.announceExpired(ctx, e)
+	return nil
+}
+
+// announceExpired records an expiry on the card, in the thread and in the
+// audit log, whichever call (a tick or a late click) made the store expire it.
+func (s *Service) announceExpired(ctx context.Context, e store.Request) {
 	s.updateCard(ctx, e)
 	s.reply(ctx, e, msg(txtf("Expired without a decision at %s; nothing was sent to MDE. Request again if still needed.", hhmm(e.ExpiresAt))))
 	s.audit(ctx, store.Event{RequestID: e.ID, Type: store.EventExpired, Actor: systemActor, MachineID: e.MachineID})
-	log.Info().Msg("request expired")
-	return nil
+	s.logger(ctx).Info().Str("request_id", e.ID).Msg("request expired")
 }
