@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/internal/fakeslack"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -84,30 +84,12 @@ func (m *testMetrics) outcome(key string) int {
 	return m.outcomes[key]
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	fs      *fakeslack.Server
 	api     *slack.Client
 	runner  *Runner
 	metrics *testMetrics
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -126,7 +108,7 @@ func startRunner(t *testing.T, fs *fakeslack.Server, cfg Config, svc Service, dd
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 5 * time.Second
 	}
-	h := &harness{fs: fs, api: newAPI(fs), metrics: &testMetrics{}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{fs: fs, api: newAPI(fs), metrics: &testMetrics{}, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	h.runner = New(cfg, svc, h.api, dd, zerolog.New(h.logs), h.metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

@@ -17,6 +17,7 @@ import (
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/internal/redistest"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -96,7 +97,7 @@ type e2eWorld struct {
 	redis  *redistest.Server
 	prefix string
 	store  *store.Approvals // for assertions
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 type e2eOptions struct {
@@ -111,7 +112,7 @@ func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
 		machines = []defender.Machine{e2eMachine(machineA, "host-42.corp.example"), e2eMachine(machineB, "host-43.corp.example")}
 	}
 	w := &e2eWorld{t: t, fs: fakeslack.New(t, fakeslack.Options{Channels: []string{"C1"}}),
-		mde: newFakeMDE(t, machines...), redis: redistest.Start(t), prefix: "e2e-" + strings.ToLower(t.Name()), logs: &syncBuffer{}}
+		mde: newFakeMDE(t, machines...), redis: redistest.Start(t), prefix: "e2e-" + strings.ToLower(t.Name()), logs: &syncbuf.Buffer{}}
 	w.prefix = strings.NewReplacer("/", "-", "{", "", "}", "").Replace(w.prefix)
 	w.store = store.NewApprovals(w.redis.Client(), store.ApprovalsConfig{Prefix: w.prefix})
 	t.Cleanup(func() {

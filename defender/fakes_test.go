@@ -1,7 +1,6 @@
 package defender
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/soc/isolate-bot/internal/syncbuf"
 )
 
 const (
@@ -158,24 +159,6 @@ func mdeError(code, msg, target string) string {
 	return string(b)
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // countingGate records every Admit and Throttled call; err, when set, is
 // returned by Admit.
 type countingGate struct {
@@ -211,7 +194,7 @@ type env struct {
 	auth   *fakeAuthority
 	mde    *fakeMDE
 	client *Client
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	sleeps *sleepLog
 }
 
@@ -246,7 +229,7 @@ func trustingClient(t *testing.T, srvs ...*httptest.Server) *http.Client {
 // waits are recorded, not slept, unless realSleep.
 func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n int), mod func(*Config)) *env {
 	t.Helper()
-	e := &env{auth: newFakeAuthority(t), mde: newFakeMDE(t, handle), logs: &syncBuffer{}, sleeps: &sleepLog{}}
+	e := &env{auth: newFakeAuthority(t), mde: newFakeMDE(t, handle), logs: &syncbuf.Buffer{}, sleeps: &sleepLog{}}
 	cfg := Config{
 		APIURL:         e.mde.srv.URL + "/",
 		AuthorityHost:  e.auth.srv.URL,

@@ -29,6 +29,7 @@ import (
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/internal/redistest"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 )
 
 // Distinctive credentials, so the secret grep cannot miss a leak.
@@ -175,7 +176,7 @@ type proc struct {
 	name string
 	addr string // HTTP_ADDR
 	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr
+	out  *syncbuf.Buffer // stdout and stderr
 
 	done    chan struct{} // closed when the process has been reaped
 	waitErr error         // valid after done
@@ -186,7 +187,7 @@ type proc struct {
 // if the test has not stopped it.
 func (h *harness) start(name string, extra ...string) *proc {
 	h.t.Helper()
-	p := &proc{name: name, addr: freeAddr(h.t), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, addr: freeAddr(h.t), out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd := exec.Command(botBinary(h.t))
 	cmd.Env = h.env(p.addr, extra...)
 	cmd.Dir = h.t.TempDir()

@@ -11,32 +11,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/internal/redistest"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -62,7 +44,7 @@ func runConsoleScript(t *testing.T, env map[string]string, script string) (strin
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	err := run(ctx, []string{"bot", "console"}, envOf(env), strings.NewReader(script), &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
@@ -329,7 +311,7 @@ func TestBotServesAndStops(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"bot"}, envOf(env), nil, io.Discard, &stderr) }()
 
