@@ -11,6 +11,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -41,23 +42,6 @@ func (f *fakeService) Click(_ context.Context, c commands.Click) error {
 		return f.onClick(c)
 	}
 	return nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var users = []Identity{{ID: "U0ANALYST", Name: "alice", Role: "analyst"}, {ID: "U0MANAGER", Name: "bob", Role: "manager"}}
@@ -268,7 +252,7 @@ func (blockingReader) Read([]byte) (int, error) { select {} }
 // TestConcurrentOutput: background replies print while commands run; the
 // race detector checks the locking.
 func TestConcurrentOutput(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	c := New(out, "C1", users)
 	ctx := context.Background()
 	ts, _ := c.PostCard(ctx, "C1", pendingCard())
