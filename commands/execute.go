@@ -336,9 +336,14 @@ func (s *Service) follow(r store.Request, a defender.MachineAction) {
 		for !last.Final() {
 			select {
 			case <-ctx.Done():
-				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					s.reply(context.WithoutCancel(ctx), r, msg(txtf("Stopped following action %s after %s; it is still %s. Check ", a.ID, s.cfg.PollFor, last.Status), code(UsageStatus), txt(" or the MDE portal.")))
+				// Either way the thread says why its status lines stop.
+				why := fmt.Sprintf("Stopped following action %s after %s; it is still %s. Check ", a.ID, s.cfg.PollFor, last.Status)
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					why = fmt.Sprintf("The bot is shutting down and stopped following action %s; it is still %s. Check ", a.ID, last.Status)
 				}
+				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterWorkTimeout)
+				s.reply(tctx, r, msg(txt(why), code(UsageStatus), txt(" or the MDE portal.")))
+				cancel()
 				return
 			case <-t.C:
 			}

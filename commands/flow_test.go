@@ -770,3 +770,17 @@ func TestExpiryByLateClick(t *testing.T) {
 		t.Fatal("MDE called")
 	}
 }
+
+// Shutting down while an MDE action is still being followed says so in the
+// thread, so the audit trail does not just fall silent.
+func TestStopWhileFollowing(t *testing.T) {
+	e := newEnv(t)
+	r := e.request()
+	e.click(e.svc, r.ID, boss, true)
+	waitFor(t, "the MDE action to be sent", func() bool { return e.get(r.ID).State == store.Done })
+	e.svc.Stop() // the simulated clock stands still: the action stays Pending
+	e.svc.Wait()
+	if !e.msgr.hasReply("The bot is shutting down and stopped following action") {
+		t.Fatalf("thread %q", e.msgr.replyTexts())
+	}
+}
