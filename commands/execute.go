@@ -74,6 +74,18 @@ func (s *Service) execute(ctx context.Context, r store.Request) {
 			log.Info().Err(err).Msg("takeover lost or store down")
 			return
 		}
+		if r.MachineActionID != "" {
+			// MDE accepted it; the replica that was following it is gone.
+			log.Warn().Str("action_id", r.MachineActionID).Msg("took over the following of an MDE action")
+			a, err := s.d.Defender.MachineAction(ctx, r.MachineActionID)
+			if err != nil {
+				s.retryFollowLater(ctx, r, err)
+				return
+			}
+			s.reply(ctx, r, msg(txt("Following MDE action "), code(a.ID), txtf(" again after a restart; it is %s.", a.Status)))
+			s.follow(ctx, r, a)
+			return
+		}
 		log.Warn().Msg("took over a stranded request; reconciling with MDE before any call")
 		a, found, err := s.findMarked(ctx, r)
 		if err != nil {
@@ -233,23 +245,28 @@ func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineA
 	return a, err
 }
 
-// done records the MDE action, tells the thread and follows its status.
-// status is the HTTP status of our own POST, 0 when found by reconciling.
+// done records the MDE action, tells the thread and follows the action
+// until it is final: the request stays executing (leased to this replica)
+// until then, so another replica takes the following over if this one
+// stops. status is the HTTP status of our own POST, 0 when found by
+// reconciling.
 func (s *Service) done(ctx context.Context, r store.Request, a defender.MachineAction, status int) {
 	log := s.logger(ctx).With().Str("action_id", a.ID).Logger()
+	ctx = log.WithContext(ctx)
 	if status != 0 {
 		s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventMDECall, Actor: systemActor, MachineID: r.MachineID, Operation: string(r.Command), StatusCode: status, ActionID: a.ID})
 	}
-	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Done, MachineActionID: a.ID, Note: "MDE action " + a.ID})
-	if ce := (*store.ConflictError)(nil); errors.As(err, &ce) && ce.Current.State.Terminal() {
-		log.Warn().Str("state", string(ce.Current.State)).Msg("another replica already finished this request")
+	nr, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version,
+		MachineActionID: a.ID, CheckAt: s.now().Add(s.followLease()), Note: "MDE action " + a.ID})
+	if ce := (*store.ConflictError)(nil); errors.As(err, &ce) {
+		log.Warn().Str("state", string(ce.Current.State)).Msg("another replica took this request over; it follows the action")
 		return
 	}
 	if err != nil {
-		// Still executing in the store: a scheduler reconciles it by marker later.
+		// A scheduler finds the action again by its marker later.
 		log.Error().Err(err).Msg("MDE accepted the action but it could not be recorded")
 	} else {
-		r = d
+		r = nr
 	}
 	intro := msg(txtf("Sent to MDE: %s action ", a.Type), code(a.ID), txtf(" is %s.", a.Status))
 	if status == 0 {
@@ -257,15 +274,26 @@ func (s *Service) done(ctx context.Context, r store.Request, a defender.MachineA
 	}
 	intro.Action = &a
 	s.reply(ctx, r, intro)
-	reason := "MDE action " + a.Status
-	if status == 0 {
-		reason = "reconciled: found by marker, " + a.Status
-	}
-	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventDone, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: reason})
 	log.Info().Msg("MDE action created")
-	if !a.Final() {
-		s.follow(r, a)
+	s.follow(ctx, r, a)
+}
+
+// followLease is how long a follower's claim lasts between two polls.
+func (s *Service) followLease() time.Duration { return s.cfg.PollInterval + s.lease() }
+
+// finish ends r once its MDE action is final (or no longer followed).
+func (s *Service) finish(ctx context.Context, r store.Request, a defender.MachineAction, note string) {
+	to, typ := store.Done, store.EventDone
+	switch a.Status {
+	case defender.StatusFailed, defender.StatusTimeOut, defender.StatusCancelled:
+		to, typ = store.Failed, store.EventFailed
 	}
+	_, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, IfVersion: r.Version, MachineActionID: a.ID, Note: note})
+	if err != nil {
+		s.logger(ctx).Warn().Err(err).Msg("could not record the end of the request; a scheduler will look again")
+		return
+	}
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: typ, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: note})
 }
 
 // fail ends r as failed with a plain-words reason.
@@ -324,46 +352,67 @@ func retryNote(what string, err error) string {
 }
 
 // follow reports the action's status changes in the thread until it is
-// final or PollFor has passed.
-func (s *Service) follow(r store.Request, a defender.MachineAction) {
-	s.goBackground(func(ctx context.Context) {
-		log := s.log.With().Str("request_id", r.ID).Str("machine", r.MachineID).Str("action_id", a.ID).Logger()
-		ctx, cancel := context.WithTimeout(log.WithContext(ctx), s.cfg.PollFor)
-		defer cancel()
-		t := time.NewTicker(s.cfg.PollInterval)
-		defer t.Stop()
-		last := a
-		for !last.Final() {
-			select {
-			case <-ctx.Done():
-				// Either way the thread says why its status lines stop.
-				why := fmt.Sprintf("Stopped following action %s after %s; it is still %s. Check ", a.ID, s.cfg.PollFor, last.Status)
-				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					why = fmt.Sprintf("The bot is shutting down and stopped following action %s; it is still %s. Check ", a.ID, last.Status)
-				}
-				tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterWorkTimeout)
-				s.reply(tctx, r, msg(txt(why), code(UsageStatus), txt(" or the MDE portal.")))
-				cancel()
+// final or PollFor has passed, renewing this replica's lease on the request
+// at every poll, then ends the request.
+func (s *Service) follow(ctx context.Context, r store.Request, a defender.MachineAction) {
+	log := s.logger(ctx).With().Str("action_id", a.ID).Logger()
+	ctx = log.WithContext(ctx)
+	pollCtx, cancel := context.WithTimeout(ctx, s.cfg.PollFor)
+	defer cancel()
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	last := a
+	for !last.Final() {
+		select {
+		case <-pollCtx.Done():
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterWorkTimeout)
+			defer cancel()
+			if ctx.Err() != nil {
+				// Shutdown: the lease runs out and another replica (or
+				// this one after a restart) takes the following over.
+				s.reply(tctx, r, msg(txtf("The bot is shutting down while following action %s (%s); another replica, or this one after its restart, will carry on.", a.ID, last.Status)))
 				return
-			case <-t.C:
 			}
-			callCtx, c := context.WithTimeout(ctx, s.cfg.CallTimeout)
-			cur, err := s.d.Defender.MachineAction(callCtx, a.ID)
-			c()
-			if err != nil {
-				log.Warn().Err(err).Msg("could not read action status; will poll again")
-				continue
-			}
-			if cur.Status == last.Status {
-				continue
-			}
-			last = cur
-			out := msg(txt("MDE action "), code(cur.ID), txt(" is now "), bold(cur.Status), txt("."))
-			out.Action = &cur
-			s.reply(ctx, r, out)
-			s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventStatus, Actor: systemActor, MachineID: r.MachineID, ActionID: cur.ID, Reason: cur.Status})
+			s.reply(tctx, r, msg(txtf("Stopped following action %s after %s; it is still %s. Check ", a.ID, s.cfg.PollFor, last.Status), code(UsageStatus), txt(" or the MDE portal.")))
+			s.finish(tctx, r, last, fmt.Sprintf("MDE action %s still %s after %s", a.ID, last.Status, s.cfg.PollFor))
+			return
+		case <-t.C:
 		}
-	})
+		nr, err := s.d.Approvals.Transition(pollCtx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: s.now().Add(s.followLease())})
+		var ce *store.ConflictError
+		switch {
+		case errors.As(err, &ce):
+			log.Info().Str("state", string(ce.Current.State)).Msg("another replica follows this action now")
+			return
+		case err == nil:
+			r = nr
+		}
+		callCtx, c := context.WithTimeout(pollCtx, s.cfg.CallTimeout)
+		cur, err := s.d.Defender.MachineAction(callCtx, a.ID)
+		c()
+		if err != nil {
+			log.Warn().Err(err).Msg("could not read action status; will poll again")
+			continue
+		}
+		if cur.Status == last.Status {
+			continue
+		}
+		last = cur
+		out := msg(txt("MDE action "), code(cur.ID), txt(" is now "), bold(cur.Status), txt("."))
+		out.Action = &cur
+		s.reply(ctx, r, out)
+		s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventStatus, Actor: systemActor, MachineID: r.MachineID, ActionID: cur.ID, Reason: cur.Status})
+	}
+	s.finish(ctx, r, last, "MDE action "+last.ID+" "+last.Status)
+	log.Info().Str("status", last.Status).Msg("MDE action finished")
+}
+
+// retryFollowLater leaves r executing so a scheduler resumes the following.
+func (s *Service) retryFollowLater(ctx context.Context, r store.Request, err error) {
+	s.logger(ctx).Warn().Err(err).Msg("could not read the MDE action to follow; a scheduler retries")
+	if _, terr := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: s.now().Add(2 * s.cfg.SchedulerEvery)}); terr != nil {
+		s.logger(ctx).Warn().Err(terr).Msg("could not schedule the retry; the lease expiry will")
+	}
 }
 
 // findMarked looks in the machine's actions for the one this request created:

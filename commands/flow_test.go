@@ -187,7 +187,7 @@ func TestApproveIsolatesOnce(t *testing.T) {
 	e := newEnv(t)
 	r := e.request()
 	e.click(e.svc, r.ID, boss, true)
-	waitFor(t, "done", func() bool { return e.get(r.ID).State == store.Done })
+	waitFor(t, "done", func() bool { return e.get(r.ID).MachineActionID != "" })
 	e.clk.Advance(3 * time.Second) // simulator: Pending for 2 s
 	waitFor(t, "status InProgress reported", func() bool { return e.msgr.hasReply("is now InProgress") })
 	e.clk.Advance(time.Minute)
@@ -611,7 +611,7 @@ func TestStopWhileQueued(t *testing.T) {
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
 	e.command(analyst, "/isolate", "web-02.contoso.local full second")
 	e.click(e.svc, "r-1", boss, true)
-	waitFor(t, "r-1 done", func() bool { return e.get("r-1").State == store.Done })
+	waitFor(t, "r-1 done", func() bool { return e.get("r-1").MachineActionID != "" })
 	e.click(e.svc, "r-2", boss, true)
 	waitFor(t, "r-2 queued", func() bool { return !e.get("r-2").RunAt.IsZero() })
 	e.svc.Stop()
@@ -632,7 +632,7 @@ func TestStopWhileQueued(t *testing.T) {
 	if err := next.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "r-2 done", func() bool { return e.get("r-2").State == store.Done })
+	waitFor(t, "r-2 done", func() bool { return e.get("r-2").MachineActionID != "" })
 	e.clk.Advance(time.Minute)
 	next.Wait()
 	if len(simActions(t, e.sim, defender.SimWeb02)) != 1 {
@@ -777,10 +777,46 @@ func TestStopWhileFollowing(t *testing.T) {
 	e := newEnv(t)
 	r := e.request()
 	e.click(e.svc, r.ID, boss, true)
-	waitFor(t, "the MDE action to be sent", func() bool { return e.get(r.ID).State == store.Done })
+	waitFor(t, "the MDE action to be sent", func() bool { return e.get(r.ID).MachineActionID != "" })
 	e.svc.Stop() // the simulated clock stands still: the action stays Pending
 	e.svc.Wait()
-	if !e.msgr.hasReply("The bot is shutting down and stopped following action") {
+	if !e.msgr.hasReply("The bot is shutting down while following action") {
 		t.Fatalf("thread %q", e.msgr.replyTexts())
+	}
+}
+
+// A replica that stops while following an MDE action hands the following
+// over: once its lease has run out, another replica's scheduler picks the
+// request up by its recorded action id, reports the remaining status
+// changes, and ends the request, without a second POST.
+func TestFollowingSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	r := e.request()
+	e.click(e.svc, r.ID, boss, true)
+	waitFor(t, "the MDE action to be sent", func() bool { return e.get(r.ID).MachineActionID != "" })
+	e.svc.Stop()
+	e.svc.Wait()
+	if got := e.get(r.ID); got.State != store.Executing {
+		t.Fatalf("after the shutdown the request is %s, want executing (still followed)", got.State)
+	}
+
+	next := e.newService()
+	e.clk.Advance(time.Minute) // past the lease; the simulated action has succeeded
+	if err := next.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request to end", func() bool { return e.get(r.ID).State.Terminal() })
+	next.Wait()
+	got := e.get(r.ID)
+	if got.State != store.Done || e.def.posts.Load() != 1 {
+		t.Fatalf("request %s after %d POSTs; want done after exactly 1", got.State, e.def.posts.Load())
+	}
+	// The action finished while nobody followed it: the resumed follower
+	// reports where it stands.
+	if !e.msgr.hasReply("again after a restart; it is Succeeded") {
+		t.Errorf("thread %q", e.msgr.replyTexts())
+	}
+	if h := e.history(r.ID); h[len(h)-1] != store.EventDone {
+		t.Errorf("audit %v, want it to end with done", h)
 	}
 }

@@ -330,12 +330,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// finish waits for r to reach a terminal state, then lets the simulated
-// action complete so status following ends, and waits for background work.
+// finish lets r run to its end: it waits until MDE accepted the request (or
+// it ended without), lets the simulated action complete by advancing the
+// clock, and waits for the request to end and background work to stop.
 func (e *env) finish(id string) store.Request {
 	e.t.Helper()
-	waitFor(e.t, id+" terminal", func() bool { return e.get(id).State.Terminal() })
+	waitFor(e.t, id+" sent or ended", func() bool { r := e.get(id); return r.MachineActionID != "" || r.State.Terminal() })
 	e.clk.Advance(time.Minute)
+	waitFor(e.t, id+" terminal", func() bool { return e.get(id).State.Terminal() })
 	e.svc.Wait()
 	return e.get(id)
 }

@@ -290,7 +290,8 @@ func (a *Approvals) Due(ctx context.Context, limit int) ([]Request, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	now := micros(normTime(a.cfg.Now()))
+	nowT := normTime(a.cfg.Now())
+	now := micros(nowT)
 	var out []Request
 	// A second round is needed only when stale ids were dropped.
 	for round := 0; round < 5 && len(out) < limit; round++ {
@@ -326,6 +327,11 @@ func (a *Approvals) Due(ctx context.Context, limit int) ([]Request, error) {
 			}
 			if r.State.Terminal() { // cannot happen: scripts unschedule terminal requests
 				stale = append(stale, ids[i])
+				continue
+			}
+			if r.CheckAt.After(nowT) {
+				// Rescheduled between the range and the read (another
+				// replica claimed or renewed it): not due any more.
 				continue
 			}
 			out = append(out, r)
