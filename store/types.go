@@ -27,7 +27,7 @@ const (
 	Denied    State = "denied"
 	Expired   State = "expired"
 	Cancelled State = "cancelled"
-	Executing State = "executing"
+	Executing State = "executing" // claimed by one replica: queued, calling MDE, or following its action until final
 	Done      State = "done"
 	Failed    State = "failed"
 )
