@@ -349,6 +349,16 @@ func (s *Server) memberLocked(channel string) bool {
 
 // parseContent reads text and blocks from a posting form. hasBlocks is
 // false when the form has no "blocks" field at all.
+// newContent is parseContent for a new message, which must say something.
+func newContent(f url.Values) (text string, blocks json.RawMessage, errReply *apiReply) {
+	text, blocks, _, errReply = parseContent(f)
+	if errReply == nil && text == "" && len(blocks) == 0 {
+		r := fail("no_text")
+		errReply = &r
+	}
+	return text, blocks, errReply
+}
+
 func parseContent(f url.Values) (text string, blocks json.RawMessage, hasBlocks bool, errReply *apiReply) {
 	text = f.Get("text")
 	if _, hasBlocks = f["blocks"]; !hasBlocks {
@@ -377,12 +387,9 @@ func (s *Server) postMessage(f url.Values) apiReply {
 	if channel == "" {
 		return fail("channel_not_found")
 	}
-	text, blocks, _, bad := parseContent(f)
+	text, blocks, bad := newContent(f)
 	if bad != nil {
 		return *bad
-	}
-	if text == "" && len(blocks) == 0 {
-		return fail("no_text")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -443,12 +450,9 @@ func (s *Server) postEphemeral(f url.Values) apiReply {
 	if user == "" {
 		return fail("user_not_found")
 	}
-	text, blocks, _, bad := parseContent(f)
+	text, blocks, bad := newContent(f)
 	if bad != nil {
 		return *bad
-	}
-	if text == "" && len(blocks) == 0 {
-		return fail("no_text")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
