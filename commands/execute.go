@@ -365,8 +365,8 @@ func (s *Service) follow(ctx context.Context, r store.Request, a defender.Machin
 	for !last.Final() {
 		select {
 		case <-pollCtx.Done():
-			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterWorkTimeout)
-			defer cancel()
+			tctx, stop := afterWork(ctx)
+			defer stop()
 			if ctx.Err() != nil {
 				// Shutdown: the lease runs out and another replica (or
 				// this one after a restart) takes the following over.
