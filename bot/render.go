@@ -14,6 +14,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/safetext"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -50,10 +51,11 @@ type Renderer struct {
 	Permalink func(channel, ts string) string
 }
 
-// esc escapes user text for mrkdwn and plain_text: exactly
+// esc makes user text safe for mrkdwn and plain_text: invisible and
+// reordering characters become visible (safetext), then
 // slackutilsx.EscapeMessage (&, <, >), so no user string can form a
-// mention, link or special token.
-func esc(s string) string { return slackutilsx.EscapeMessage(s) }
+// mention, link or special token, nor hide or reverse what it says.
+func esc(s string) string { return slackutilsx.EscapeMessage(safetext.Visible(s)) }
 
 // unesc reverses esc; used on button values, which Slack echoes back as sent.
 func unesc(s string) string {

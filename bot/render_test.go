@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -451,4 +452,26 @@ func FuzzRender(f *testing.F) {
 		checkLimits(t, blocks, text)
 		assertNoRaw(t, marshal(t, blocks, text))
 	})
+}
+
+// TestRenderNeutralisesInvisibleCharacters: bidi controls and zero-width
+// characters in a comment or host name never reach Slack, where they could
+// reverse or hide what the approver reads.
+func TestRenderNeutralisesInvisibleCharacters(t *testing.T) {
+	const sneaky = "invoice\u202Efdp.exe we\u200Bb-01\u2066x\u2069\uFEFF"
+	c := testCard(store.Pending, func(r *store.Request) { r.Comment, r.HostName = sneaky, sneaky })
+	blocks, text := Renderer{}.Card(c)
+	card := jsonUnquoted(t, marshal(t, blocks, text))
+	mb, mt := Renderer{}.Message(commands.Message{Spans: []commands.Span{{Text: sneaky}, {Kind: commands.Code, Text: sneaky}}})
+	message := jsonUnquoted(t, marshal(t, mb, mt))
+	for name, out := range map[string]string{"card": card, "message": message} {
+		for _, r := range out {
+			if r != '\n' && (unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Bidi_Control, r)) {
+				t.Errorf("%s still holds %U:\n%q", name, r, out)
+			}
+		}
+		if !strings.Contains(out, "invoice\uFFFDfdp.exe") {
+			t.Errorf("%s does not show the neutralised text visibly:\n%q", name, out)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/safetext"
 )
 
 // Identity is a user the console can act as.
@@ -460,20 +461,11 @@ func orDash(s string) string {
 	return s
 }
 
-// clean makes untrusted text safe for a terminal: control characters (which
-// could move the cursor or recolour the screen) become U+FFFD; newlines
-// and tabs stay.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' {
-			return r
-		}
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
-			return '\uFFFD'
-		}
-		return r
-	}, s)
-}
+// clean makes untrusted text safe for a terminal: control characters
+// (which could move the cursor or recolour the screen), bidi controls and
+// zero-width characters become U+FFFD, as in Slack output; newlines and
+// tabs stay.
+func clean(s string) string { return safetext.Visible(s) }
 
 func indentLines(s, indent string) string {
 	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+indent)
