@@ -108,11 +108,13 @@ type Runner struct {
 	metrics Metrics
 	log     zerolog.Logger
 
-	connected atomic.Bool
-	connects  atomic.Int64
-	jobs      chan job
-	notices   chan notice
-	running   atomic.Bool
+	connected  atomic.Bool
+	connects   atomic.Int64
+	mu         sync.Mutex
+	reconnects []time.Time // recent reconnect times, for noteReconnect
+	jobs       chan job
+	notices    chan notice
+	running    atomic.Bool
 }
 
 // job is one delivery for a worker.
@@ -246,7 +248,7 @@ func (r *Runner) dispatch(ctx context.Context, client *socketmode.Client, evt so
 		r.connected.Store(true)
 		if r.connects.Add(1) > 1 {
 			r.metrics.Reconnect()
-			r.log.Info().Int64("connections", r.connects.Load()).Msg("reconnected to Slack")
+			r.noteReconnect()
 		} else {
 			r.log.Info().Msg("connected to Slack")
 		}
@@ -255,17 +257,16 @@ func (r *Runner) dispatch(ctx context.Context, client *socketmode.Client, evt so
 		r.connected.Store(false)
 		r.log.Warn().Str("event", string(evt.Type)).Interface("data", redactErr(evt.Data)).Msg("slack connection problem")
 		return
-	case socketmode.EventTypeDisconnect:
-		r.connected.Store(false)
-		reason := ""
-		if evt.Request != nil {
-			reason = evt.Request.Reason
-		}
-		r.log.Info().Str("reason", reason).Msg("slack asked us to reconnect")
+	case socketmode.EventTypeErrorBadMessage:
+		// slack-go could not decode the envelope, but Slack still waits
+		// for its ack and redelivers it otherwise.
+		r.ackUndecodable(ctx, client, evt)
 		return
 	}
+	// slack-go handles Slack's "disconnect" request itself (it reconnects
+	// and never emits the event), so there is no branch for it here.
 	if evt.Request == nil || evt.Request.EnvelopeID == "" {
-		if evt.Type == socketmode.EventTypeErrorBadMessage || evt.Type == socketmode.EventTypeIncomingError {
+		if evt.Type == socketmode.EventTypeIncomingError {
 			r.log.Warn().Str("event", string(evt.Type)).Msg("undecodable message from Slack")
 		}
 		return

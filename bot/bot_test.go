@@ -578,3 +578,54 @@ func TestRunnerBadToken(t *testing.T) {
 		t.Errorf("error %q should name the token variable and not contain the token", err)
 	}
 }
+
+// TestRunnerAcksUndecodableEnvelope: an envelope slack-go cannot decode is
+// still acked by its envelope_id (else Slack redelivers it), and handled
+// by nobody.
+func TestRunnerAcksUndecodableEnvelope(t *testing.T) {
+	fs := fakeslack.New(t, fakeslack.Options{})
+	called := make(chan struct{}, 1)
+	svc := &fakeService{command: func(context.Context, commands.Invocation) error { called <- struct{}{}; return nil }}
+	startRunner(t, fs, Config{}, svc, nil)
+	bad := fs.SendEnvelope("slash_commands", json.RawMessage(`"not an object"`), true)
+	if _, err := fs.WaitAck(bad.ID, wait); err != nil {
+		t.Fatalf("undecodable envelope not acked: %v", err)
+	}
+	good := fs.SlashCommand("U1", "C1", "/isolate", "after the bad one")
+	if _, err := fs.WaitAck(good.ID, wait); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	case <-time.After(wait):
+		t.Fatal("the next command was not handled")
+	}
+	select {
+	case <-called:
+		t.Fatal("the undecodable envelope reached the service")
+	default:
+	}
+}
+
+// TestRunnerWarnsOnRepeatedReconnects: Slack's routine refresh is logged
+// at info; three reconnects within the window become a warning.
+func TestRunnerWarnsOnRepeatedReconnects(t *testing.T) {
+	fs := fakeslack.New(t, fakeslack.Options{DisconnectGrace: 100 * time.Millisecond})
+	h := startRunner(t, fs, Config{PingInterval: time.Second}, &fakeService{}, nil)
+	for i := 2; i <= 4; i++ {
+		fs.DropConnections()
+		if err := fs.WaitConnectionsOpened(i, wait); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "connected again", h.runner.Connected)
+		warned := strings.Contains(h.logs.String(), "Slack keeps reconnecting")
+		if want := i-1 >= reconnectWarnAt; warned != want {
+			waitUntil(t, "reconnect logged", func() bool { return strings.Contains(h.logs.String(), "Slack keeps reconnecting") == want })
+		}
+	}
+	h.metrics.mu.Lock()
+	defer h.metrics.mu.Unlock()
+	if h.metrics.reconnects != 3 {
+		t.Errorf("reconnects counted %d, want 3", h.metrics.reconnects)
+	}
+}
