@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,6 +125,7 @@ func (s *Slack) Ephemeral(ctx context.Context, channel, user string, m commands.
 					slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 				return err
 			})
+			err = withoutURL(err, ru.url)
 		}
 	}
 	if err != nil {
@@ -220,4 +223,30 @@ func (s *Slack) GroupMembers(ctx context.Context, groupID string) ([]string, err
 		return nil, fmt.Errorf("list members of user group %s: %w", groupID, err)
 	}
 	return users, nil
+}
+
+// withoutURL keeps secret out of err's text: a response_url is a
+// capability to post into the channel, and net/http's *url.Error repeats
+// it. errors.Is/As still see the cause.
+func withoutURL(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return redactedURLError{err: err, text: strings.ReplaceAll(err.Error(), secret, "[response_url]")}
+}
+
+type redactedURLError struct {
+	err  error
+	text string
+}
+
+func (e redactedURLError) Error() string { return e.text }
+
+// Unwrap skips a *url.Error (its fields hold the URL) and returns its cause.
+func (e redactedURLError) Unwrap() error {
+	var ue *url.Error
+	if errors.As(e.err, &ue) {
+		return ue.Err
+	}
+	return nil
 }

@@ -3,7 +3,9 @@ package bot
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/internal/fakeslack"
+	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -149,5 +152,37 @@ func TestSlackGroupMembers(t *testing.T) {
 	}
 	if _, err := s.GroupMembers(context.Background(), "S404"); err == nil || !strings.Contains(err.Error(), "S404") {
 		t.Errorf("unknown group: %v", err)
+	}
+}
+
+// TestSlackResponseURLNotLogged: when the fallback post to a response_url
+// fails, neither the log nor the error repeats the URL, a capability to
+// post into the channel.
+func TestSlackResponseURLNotLogged(t *testing.T) {
+	fs := fakeslack.New(t, fakeslack.Options{Channels: []string{"C1"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	const secret = "T0SECRET/B0SECRET/s3cr3tHookPathXyz"
+	var logs syncbuf.Buffer
+	s := NewSlack(newAPI(fs), zerolog.New(&logs))
+	ctx := withResponseURL(context.Background(), "C9", "U1", "http://"+refused+"/actions/"+secret)
+	err = s.Ephemeral(ctx, "C9", "U1", commands.Message{Spans: []commands.Span{{Text: "hi"}}})
+	if err == nil {
+		t.Fatal("ephemeral to a refused response_url succeeded")
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("the cause is lost: %v", err)
+	}
+	for what, text := range map[string]string{"error": err.Error(), "log": logs.String()} {
+		if strings.Contains(text, "s3cr3tHookPath") {
+			t.Errorf("%s holds the response_url: %s", what, text)
+		}
+	}
+	if !strings.Contains(logs.String(), "ephemeral message not delivered") {
+		t.Errorf("the failure was not logged: %s", logs.String())
 	}
 }
