@@ -21,10 +21,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// DefaultCheckTimeout bounds each readiness check. Kubernetes' probe timeout
-// (deploy/kubernetes: 3 s) must stay above it, or the kubelet gives up before
-// /readyz can say which check failed.
-const DefaultCheckTimeout = 2 * time.Second
+// DefaultCheckTimeout bounds each readiness check; they run concurrently,
+// so /readyz answers within about this long even when a dependency hangs
+// (a frozen Redis accepts connections and never answers). Under a second:
+// probes and load balancers want an answer, not a wait, and Kubernetes'
+// probe timeout (deploy/kubernetes: 3 s) must stay well above it, or the
+// kubelet gives up before /readyz can say which check failed.
+const DefaultCheckTimeout = 800 * time.Millisecond
 
 // Check is one named readiness check, e.g. "slack" (Socket Mode connected),
 // "redis" (PING answered), "azure" (a token can be obtained). Func returns

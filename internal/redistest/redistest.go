@@ -229,6 +229,23 @@ func (s *Server) Stop() {
 	<-done
 }
 
+// Freeze stops the server's process (SIGSTOP) without closing its socket:
+// connections succeed but nothing is answered, like a Redis stuck on a
+// slow disk or a paused VM. Thaw resumes it; Stop and cleanup thaw first.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server.
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil {
+		_ = syscall.Kill(-p.Pid, sig)
+	}
+}
+
 // Restart stops the server if it runs and starts it again on the same port
 // and dir. Data survives only with Options.AppendOnly.
 func (s *Server) Restart() {
