@@ -64,8 +64,12 @@ func (NopMetrics) Command(string, string)   {}
 
 // Config tunes the Runner. Zero values take the defaults.
 type Config struct {
-	Workers        int           // concurrent handlers; default 16
-	Queue          int           // deliveries waiting for a worker; default 256
+	Workers int // concurrent slash-command handlers; default 16
+	Queue   int // slash commands waiting for a worker; default 256
+	// ClickWorkers and ClickQueue are the button clicks' own lane, so a
+	// flood of commands (refused or not) never delays an Approve.
+	ClickWorkers   int           // default 4
+	ClickQueue     int           // default 64
 	CommandTimeout time.Duration // per delivery; default 30s
 	DrainTimeout   time.Duration // on shutdown, wait this long for queued work; default 10s
 	DedupTTL       time.Duration // how long a delivery id is remembered; default 1h
@@ -81,6 +85,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Queue <= 0 {
 		c.Queue = 256
+	}
+	if c.ClickWorkers <= 0 {
+		c.ClickWorkers = 4
+	}
+	if c.ClickQueue <= 0 {
+		c.ClickQueue = 64
 	}
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 30 * time.Second
@@ -112,7 +122,8 @@ type Runner struct {
 	connects   atomic.Int64
 	mu         sync.Mutex
 	reconnects []time.Time // recent reconnect times, for noteReconnect
-	jobs       chan job
+	jobs       chan job    // slash commands
+	clicks     chan job    // button clicks: their own lane
 	notices    chan notice
 	running    atomic.Bool
 }
@@ -152,6 +163,7 @@ func New(cfg Config, svc Service, api *slack.Client, dedup Deduper, log zerolog.
 		cfg: cfg, svc: svc, api: api, dedup: dedup, metrics: m, log: log,
 		msg:     NewSlack(api, log),
 		jobs:    make(chan job, cfg.Queue),
+		clicks:  make(chan job, cfg.ClickQueue),
 		notices: make(chan notice, 64),
 	}
 }
@@ -177,12 +189,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	var workers sync.WaitGroup
-	for range r.cfg.Workers {
-		workers.Go(func() {
-			for j := range r.jobs {
-				r.handle(workCtx, j)
-			}
-		})
+	for lane, n := range map[chan job]int{r.jobs: r.cfg.Workers, r.clicks: r.cfg.ClickWorkers} {
+		for range n {
+			workers.Go(func() {
+				for j := range lane {
+					r.handle(workCtx, j)
+				}
+			})
+		}
 	}
 	var notifier sync.WaitGroup
 	notifier.Go(func() {
@@ -222,6 +236,7 @@ loop:
 
 	// Drain: no new jobs; wait for queued and running ones within the bound.
 	close(r.jobs)
+	close(r.clicks)
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(r.notices); notifier.Wait(); close(done) }()
 	t := time.NewTimer(r.cfg.DrainTimeout)
@@ -284,7 +299,7 @@ func (r *Runner) dispatch(ctx context.Context, client *socketmode.Client, evt so
 		}
 		j = r.commandJob(cmd, envID)
 		payload = map[string]any{"response_type": "ephemeral", "text": msgWorking}
-		if !r.enqueue(*j) {
+		if !r.enqueue(r.jobs, *j) {
 			payload = map[string]any{"response_type": "ephemeral", "text": msgBusy}
 			j = nil
 		}
@@ -300,15 +315,15 @@ func (r *Runner) dispatch(ctx context.Context, client *socketmode.Client, evt so
 	}
 	r.metrics.ObserveAck(r.cfg.Now().Sub(received))
 
-	if evt.Type == socketmode.EventTypeInteractive && j != nil && !r.enqueue(*j) {
+	if evt.Type == socketmode.EventTypeInteractive && j != nil && !r.enqueue(r.clicks, *j) {
 		r.notify(*j, msgBusy)
 	}
 }
 
-// enqueue hands j to the pool without blocking; false when the queue is full.
-func (r *Runner) enqueue(j job) bool {
+// enqueue hands j to lane without blocking; false when its queue is full.
+func (r *Runner) enqueue(lane chan job, j job) bool {
 	select {
-	case r.jobs <- j:
+	case lane <- j:
 		return true
 	default:
 		r.metrics.Command(j.name, OutcomeBusy)
