@@ -264,7 +264,8 @@ func TestNewValidatesConfig(t *testing.T) {
 					t.Fatalf("New: %v", err)
 				}
 				api := strings.TrimRight(cfg.APIURL, "/")
-				if c.api != api || c.scopes[0] != api+"/.default" {
+				u, _ := url.Parse(api)
+				if c.api != api || c.scopes[0] != ScopeFor(u) {
 					t.Errorf("api %q scope %q", c.api, c.scopes[0])
 				}
 				return

@@ -50,7 +50,7 @@ type Config struct {
 	// a geo host (https://eu.api.security.microsoft.com) or a Gov host
 	// (https://api-gov.securitycenter.microsoft.us). A trailing slash is fine.
 	APIURL string
-	// Scope defaults to scheme://host/.default of APIURL.
+	// Scope defaults to ScopeFor(APIURL).
 	Scope string
 	// AuthorityHost defaults to https://login.microsoftonline.com; the
 	// authority is AuthorityHost + "/" + TenantID.
@@ -174,7 +174,7 @@ func New(cfg Config) (*Client, error) {
 
 	scope := cfg.Scope
 	if scope == "" {
-		scope = api.Scheme + "://" + api.Host + "/.default"
+		scope = ScopeFor(api)
 	}
 	c := &Client{
 		api:        strings.TrimRight(api.String(), "/"),

@@ -22,6 +22,8 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/soc/isolate-bot/defender"
 )
 
 // Mode says which parts of the configuration are required.
@@ -300,12 +302,12 @@ func (c *Config) fill(r raw) Problems {
 		add("DEFENDER_API_URL", "%s (e.g. %s or a geo/Gov host such as https://eu.api.security.microsoft.com)", msg, DefaultDefenderAPIURL)
 	} else {
 		c.DefenderAPIURL = strings.TrimSuffix(u.String(), "/")
-		c.DefenderScope = u.Scheme + "://" + u.Host + "/.default"
+		c.DefenderScope = defender.ScopeFor(u)
 	}
 	if r.DefenderScope != "" {
 		c.DefenderScope = r.DefenderScope
 		if u, err := url.Parse(r.DefenderScope); err != nil || u.Scheme == "" || u.Host == "" || !strings.HasSuffix(u.Path, "/.default") {
-			add("DEFENDER_SCOPE", "must be an application ID URI followed by /.default, e.g. https://api.securitycenter.microsoft.com/.default; leave it empty to derive it from DEFENDER_API_URL")
+			add("DEFENDER_SCOPE", "must be an application ID URI followed by /.default, e.g. https://api.securitycenter.microsoft.com/.default; leave it empty for the scope that matches DEFENDER_API_URL")
 		}
 	}
 	if !r.Simulate {

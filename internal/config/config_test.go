@@ -189,6 +189,14 @@ func TestEveryVariable(t *testing.T) {
 		t.Errorf("scope %q secret ok=%v", c.DefenderScope, c.AzureClientSecret.Reveal() == clientSecret)
 	}
 
+	// A geo host asks for the commercial scope, not one for its own host
+	// (no such resource exists in Entra).
+	m3 := with(m, "AZURE_CLIENT_CERTIFICATE_PATH", "", "AZURE_CLIENT_SECRET", clientSecret,
+		"DEFENDER_API_URL", "https://eu.api.security.microsoft.com", "AZURE_AUTHORITY_HOST", "")
+	if c3, err := Load(lookup(m3)); err != nil || c3.DefenderScope != "https://api.securitycenter.microsoft.com/.default" {
+		t.Errorf("geo host: scope %q, err %v; want the commercial scope", c3.DefenderScope, err)
+	}
+
 	// Redacted names every variable and leaks none of the secrets, even
 	// with a certificate loaded.
 	c.AzureCertificatePEM = Secret(certFiles[certRSA])
