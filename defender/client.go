@@ -119,7 +119,7 @@ func New(cfg Config) (*Client, error) {
 		authHost = DefaultAuthorityHost
 	}
 	auth, err := url.Parse(strings.TrimRight(authHost, "/"))
-	if err != nil || auth.Scheme != "https" || auth.Host == "" || (auth.Path != "" && auth.Path != "/") || auth.RawQuery != "" {
+	if err != nil || auth.Scheme != "https" || auth.Host == "" || (auth.Path != "" && auth.Path != "/") || auth.RawQuery != "" || auth.User != nil {
 		problems = append(problems, fmt.Errorf("authority host %q must be https://host with no path", authHost))
 	}
 	if !tenantRe.MatchString(cfg.TenantID) {

@@ -293,7 +293,7 @@ func (c *Config) fill(r raw) Problems {
 	c.DefenderSimulate = r.Simulate
 	c.AzureTenantID, c.AzureClientID = r.TenantID, r.ClientID
 	c.AzureClientSecret, c.AzureCertificatePath = Secret(r.ClientSecret), r.CertificatePath
-	if u, msg := checkURL(r.AuthorityHost); msg != "" {
+	if u, msg := checkAuthority(r.AuthorityHost); msg != "" {
 		add("AZURE_AUTHORITY_HOST", "%s (e.g. %s, or https://login.microsoftonline.us for GCC High/DoD)", msg, DefaultAuthorityHost)
 	} else {
 		c.AzureAuthorityHost = strings.TrimSuffix(u.String(), "/")
@@ -461,6 +461,22 @@ func checkURL(s string) (*url.URL, string) {
 	}
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		return nil, "must use https:// (plain http is accepted only for 127.0.0.1, localhost and [::1])"
+	}
+	return u, ""
+}
+
+// checkAuthority is checkURL for the Entra login host, which MSAL takes
+// only as https://host (it refuses plain http even on loopback, and the
+// tenant is appended as the path).
+func checkAuthority(s string) (*url.URL, string) {
+	u, msg := checkURL(s)
+	switch {
+	case msg != "":
+		return nil, msg
+	case u.Scheme != "https":
+		return nil, "must use https:// (the Microsoft authentication library refuses plain http, even for a local fake)"
+	case strings.Trim(u.Path, "/") != "":
+		return nil, "must be https://host with no path (the tenant is added from AZURE_TENANT_ID)"
 	}
 	return u, ""
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/soc/isolate-bot/defender"
 )
 
 // Values that must never appear in an error or in Redacted output.
@@ -431,7 +433,7 @@ func TestURLs(t *testing.T) {
 		{"gopher://host", false},
 	}
 	for _, tt := range tests {
-		for _, name := range []string{"SLACK_API_URL", "AZURE_AUTHORITY_HOST", "DEFENDER_API_URL"} {
+		for _, name := range []string{"SLACK_API_URL", "DEFENDER_API_URL"} {
 			_, err := Load(lookup(with(minimal(), name, tt.url)))
 			if (err == nil) != tt.ok {
 				t.Errorf("%s=%s: err=%v, want ok=%v", name, tt.url, err, tt.ok)
@@ -722,4 +724,23 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAuthorityAgreesWithClient: every AZURE_AUTHORITY_HOST that passes
+// configuration is one the MDE client (and MSAL behind it) accepts, and
+// the other way round, so `bot check` never fails on a value Load let
+// through.
+func TestAuthorityAgreesWithClient(t *testing.T) {
+	for _, host := range []string{
+		"https://login.microsoftonline.com", "https://login.microsoftonline.us/", "https://127.0.0.1:8443",
+		"http://127.0.0.1:8443", "http://localhost", "https://login.example/tenant", "http://login.example",
+		"login.microsoftonline.com", "https://user:pw@login.example",
+	} {
+		_, loadErr := Load(lookup(with(minimal(), "AZURE_AUTHORITY_HOST", host)))
+		_, newErr := defender.New(defender.Config{APIURL: DefaultDefenderAPIURL, AuthorityHost: host,
+			TenantID: "contoso.onmicrosoft.com", ClientID: "client", ClientSecret: "secret"})
+		if (loadErr == nil) != (newErr == nil) {
+			t.Errorf("AZURE_AUTHORITY_HOST=%s: configuration says %v, the client says %v", host, loadErr, newErr)
+		}
+	}
 }
