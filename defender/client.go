@@ -2,6 +2,7 @@ package defender
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,7 +182,7 @@ func New(cfg Config) (*Client, error) {
 		scopes:     []string{scope},
 		msal:       mc,
 		http:       &apiHTTP,
-		userAgent:  cmp(cfg.UserAgent, DefaultUserAgent),
+		userAgent:  cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		gate:       cfg.Gate,
 		log:        cfg.Logger,
 		now:        cfg.Now,
@@ -221,13 +222,6 @@ func New(cfg Config) (*Client, error) {
 // tenantRe accepts a tenant GUID or a domain such as contoso.onmicrosoft.com;
 // it keeps '/', '?' and the like out of the authority URL.
 var tenantRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$`)
-
-func cmp(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
 
 func parseBaseURL(raw string) (*url.URL, error) {
 	if raw == "" {

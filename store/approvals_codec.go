@@ -7,9 +7,9 @@ import (
 )
 
 // Hash field names of a request record. Short names keep a pending record
-// small (see README-approvals.md); empty fields are not stored. Times are
-// Unix microseconds (exact in Lua's doubles, unlike nanoseconds). The id is
-// the key, not a field.
+// small (see README.md, "Record fields"); empty fields are not stored.
+// Times are Unix microseconds (exact in Lua's doubles, unlike nanoseconds).
+// The id is the key, not a field.
 const (
 	fCommand   = "c"
 	fMachine   = "m"

@@ -114,8 +114,8 @@ func TestApprovalsRedisMemoryUsage(t *testing.T) {
 	t.Logf("machine index: %d bytes", machine)
 
 	// The comment exceeds hash-max-listpack-value (64), so Redis uses a
-	// hashtable. Raising it (a deployment choice, see README-approvals.md)
-	// keeps records in the compact listpack encoding.
+	// hashtable. Raising it (a deployment choice, see README.md, "Record
+	// fields") keeps records in the compact listpack encoding.
 	lp := redistest.StartWith(t, redistest.Options{Args: []string{"--hash-max-listpack-value", "512"}}).Client()
 	b := NewApprovals(lp, ApprovalsConfig{})
 	r2, err := b.Create(ctx, apRealistic(time.Now()))

@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Audit stream field names (the schema is in README-approvals.md). Every
-// entry has every field, in this order, so Redis stores the names once per
-// stream node rather than once per entry.
+// Audit stream field names (the schema is in README.md, "Audit stream
+// schema"). Every entry has every field, in this order, so Redis stores the
+// names once per stream node rather than once per entry.
 const (
 	aTime      = "t"
 	aRequest   = "req"

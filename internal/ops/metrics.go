@@ -178,11 +178,11 @@ func (m *Metrics) Reconnect() {
 	m.reconnects.Inc()
 }
 
-// Command counts one handled command. name and outcome must come from a
-// small fixed vocabulary ("isolate", "status"; "ok", "usage", "denied", …);
-// a leading "/" is dropped, and values that are not short lower-case words,
-// or that come after the first 16 distinct ones, are counted as "other", so
-// user input can never explode the label set.
+// Command counts one handled delivery. name and outcome must come from a
+// small fixed vocabulary (the transport's: "/isolate", "approve"; "ok",
+// "busy", "timeout", …); a leading "/" is dropped, and values that are not
+// short lower-case words, or that come after the first 16 distinct ones,
+// are counted as "other", so user input can never explode the label set.
 func (m *Metrics) Command(name, outcome string) {
 	if m == nil {
 		return
@@ -191,8 +191,8 @@ func (m *Metrics) Command(name, outcome string) {
 }
 
 // Decision counts one approval decision outcome (Outcome* constants).
-// InstrumentApprovals calls it; a transport may call it with
-// OutcomeRefused for refusals it decides itself.
+// InstrumentApprovals calls it for every decision, and with OutcomeRefused
+// for every refused click (from its store.EventClickRefused audit event).
 func (m *Metrics) Decision(outcome string) {
 	if m == nil {
 		return

@@ -30,9 +30,10 @@ import (
 const DefaultCheckTimeout = 800 * time.Millisecond
 
 // Check is one named readiness check, e.g. "slack" (Socket Mode connected),
-// "redis" (PING answered), "azure" (a token can be obtained). Func returns
-// nil when ready; its error text is shown on /readyz after redaction, so it
-// should say what is wrong in words an operator can act on.
+// "state" (the approvals store answers PING), "azure token" (a token can be
+// obtained). Func returns nil when ready; its error text is shown on /readyz
+// after redaction, so it should say what is wrong in words an operator can
+// act on.
 type Check struct {
 	Name string
 	Func func(ctx context.Context) error
