@@ -1,9 +1,9 @@
-package store
+package ratelimit
 
 // Side-by-side benchmarks against one local redis-server: the round-trip
 // floor (PING), this limiter (refusal with a full 1,500-entry hour log, and
 // the admit path) and go-redis/redis_rate's GCRA, each from one connection
-// and from 50 concurrent callers. See store/README.md for the command and
+// and from 50 concurrent callers. See README.md for the command and
 // figures.
 
 import (
@@ -31,7 +31,7 @@ func BenchmarkRedis(b *testing.B) {
 			return func() error { return rdb.Ping(ctx).Err() }, nil
 		}},
 		{"limiter-refuse-1500", func(rdb *redis.Client) (func() error, error) {
-			l := NewLimiter(rdb, LimiterConfig{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)})
+			l := New(rdb, Config{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)})
 			for range 1500 {
 				if d, err := l.Reserve(ctx, "isolate", 0); err != nil || !d.Allowed {
 					return nil, fmt.Errorf("filling the log: %+v, %v", d, err)
@@ -48,7 +48,7 @@ func BenchmarkRedis(b *testing.B) {
 		{"limiter-admit", func(rdb *redis.Client) (func() error, error) {
 			// Limits never reached; 50 ms windows keep the log ~1-2k entries.
 			lim := Limits{PerMinute: 1 << 30, PerHour: 1 << 30, Minute: 50 * time.Millisecond, Hour: 50 * time.Millisecond}
-			l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(b)})
+			l := New(rdb, Config{Limits: lim, Prefix: testPrefix(b)})
 			return func() error {
 				d, err := l.Reserve(ctx, "isolate", 0)
 				if err == nil && !d.Allowed {
