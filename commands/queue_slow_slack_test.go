@@ -101,18 +101,7 @@ func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Version: "test"})
 	t.Cleanup(func() { svc.Stop(); svc.Wait() })
 
-	machines := []string{defender.SimWeb01, defender.SimWeb02, defender.SimDB01}
-	var ids []string
-	for _, m := range machines {
-		if err := svc.Command(context.Background(), Invocation{Command: "/isolate", Text: m + " full outbreak", User: analyst, Channel: channel}); err != nil {
-			t.Fatal(err)
-		}
-		r, err := approvals.ForMachine(context.Background(), m)
-		if err != nil || r.State != store.Pending {
-			t.Fatalf("no pending request for %s: %+v, %v", m, r, err)
-		}
-		ids = append(ids, r.ID)
-	}
+	ids := requestAll(t, svc, approvals, defender.SimWeb01, defender.SimWeb02, defender.SimDB01)
 	msgr.slow.Store(true)
 	var clicks sync.WaitGroup
 	for _, id := range ids {
@@ -147,6 +136,23 @@ func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 	if queued < 2 {
 		t.Fatalf("%d of %d requests queued; the test needs the slow queue notice in the way", queued, len(ids))
 	}
+}
+
+// requestAll asks to isolate each machine and returns the pending requests' ids.
+func requestAll(t *testing.T, svc *Service, approvals Approvals, machines ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range machines {
+		if err := svc.Command(context.Background(), Invocation{Command: "/isolate", Text: m + " full outbreak", User: analyst, Channel: channel}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := approvals.ForMachine(context.Background(), m)
+		if err != nil || r.State != store.Pending {
+			t.Fatalf("no pending request for %s: %+v, %v", m, r, err)
+		}
+		ids = append(ids, r.ID)
+	}
+	return ids
 }
 
 // checkSlots pairs the handed-out slots with the isolate calls MDE received,

@@ -19,14 +19,38 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// benchCase is one operation to time; setup prepares it on rdb.
+type benchCase struct {
+	name  string
+	setup func(rdb *redis.Client) (func() error, error)
+}
+
 func BenchmarkRedis(b *testing.B) {
-	ctx := context.Background()
 	srv := testRedisServer(b)
-	type op func(rdb *redis.Client) (func() error, error)
-	cases := []struct {
-		name  string
-		setup op // returns the operation to time
-	}{
+	cases := slices.Concat(limiterBenchCases(b), redisRateBenchCases(b), redisRate2WindowBenchCases(b))
+	for _, tc := range cases {
+		for _, callers := range []int{1, 50} {
+			b.Run(fmt.Sprintf("%s/callers=%d", tc.name, callers), func(b *testing.B) {
+				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: callers, MinIdleConns: callers})
+				defer rdb.Close()
+				do, err := tc.setup(rdb)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := do(); err != nil { // warm up: load the script, open a connection
+					b.Fatal(err)
+				}
+				benchLatency(b, callers, do)
+			})
+		}
+	}
+}
+
+// limiterBenchCases: the round-trip floor and this limiter's refusal (full
+// 1,500-entry hour log) and admit paths.
+func limiterBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"ping", func(rdb *redis.Client) (func() error, error) {
 			return func() error { return rdb.Ping(ctx).Err() }, nil
 		}},
@@ -57,6 +81,13 @@ func BenchmarkRedis(b *testing.B) {
 				return err
 			}, nil
 		}},
+	}
+}
+
+// redisRateBenchCases: go-redis/redis_rate's GCRA with one limit.
+func redisRateBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"redis_rate-refuse", func(rdb *redis.Client) (func() error, error) {
 			// One call a day: spent by the first call, refused thereafter.
 			rl, key := redis_rate.NewLimiter(rdb), testPrefix(b)
@@ -83,9 +114,15 @@ func BenchmarkRedis(b *testing.B) {
 				return err
 			}, nil
 		}},
-		// Both MDE windows with redis_rate take two calls (two round trips)
-		// per decision, and a call refused by the second has already spent
-		// the first: these two cases are the like-for-like comparison.
+	}
+}
+
+// redisRate2WindowBenchCases: both MDE windows with redis_rate take two
+// calls (two round trips) per decision, and a call refused by the second
+// has already spent the first: the like-for-like comparison.
+func redisRate2WindowBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"redis_rate-2windows-refuse", func(rdb *redis.Client) (func() error, error) {
 			rl, key := redis_rate.NewLimiter(rdb), testPrefix(b)
 			perMin := rrNeverReached
@@ -123,22 +160,6 @@ func BenchmarkRedis(b *testing.B) {
 				return nil
 			}, nil
 		}},
-	}
-	for _, tc := range cases {
-		for _, callers := range []int{1, 50} {
-			b.Run(fmt.Sprintf("%s/callers=%d", tc.name, callers), func(b *testing.B) {
-				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: callers, MinIdleConns: callers})
-				defer rdb.Close()
-				do, err := tc.setup(rdb)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := do(); err != nil { // warm up: load the script, open a connection
-					b.Fatal(err)
-				}
-				benchLatency(b, callers, do)
-			})
-		}
 	}
 }
 

@@ -56,51 +56,7 @@ func TestLimiterRedisDown(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	l := New(rdb, Config{Limits: Limits{PerMinute: 100000, PerHour: 100000}, Prefix: testPrefix(t)})
 
-	var (
-		stopped   atomic.Bool
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		okBefore  int
-		errsAfter int
-	)
-	started := make(chan struct{})
-	var once sync.Once
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for fails := 0; fails < 3; {
-				after := stopped.Load() // Stop had returned before this call began
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				d, err := l.Reserve(ctx, "isolate", 0)
-				cancel()
-				mu.Lock()
-				switch {
-				case err != nil && d.Allowed:
-					t.Errorf("Reserve: Allowed=true together with error %v", err)
-				case err != nil && !errors.Is(err, ErrUnavailable):
-					t.Errorf("Reserve error %v does not wrap ErrUnavailable", err)
-				case err == nil && after:
-					t.Errorf("Reserve succeeded (%+v) after Redis was killed", d)
-				case err == nil:
-					okBefore++
-					if okBefore == 20 {
-						once.Do(func() { close(started) })
-					}
-				default:
-					fails++
-					if after {
-						errsAfter++
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	<-started
-	srv.Stop()
-	stopped.Store(true)
-	wg.Wait()
+	errsAfter := hammerThroughKill(t, l, srv.Stop)
 	if errsAfter == 0 {
 		t.Fatal("no call failed after Stop")
 	}
@@ -135,6 +91,56 @@ func TestLimiterRedisDown(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
 	}
+}
+
+// hammerThroughKill runs 8 goroutines of Reserve calls, calls kill once 20
+// have succeeded, and lets each goroutine stop after its third failure. No
+// call may admit with an error, fail without ErrUnavailable, or succeed
+// after kill returned. It returns the failures after kill.
+func hammerThroughKill(t *testing.T, l *Limiter, kill func()) (errsAfter int) {
+	var (
+		stopped  atomic.Bool
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		okBefore int
+		once     sync.Once
+	)
+	started := make(chan struct{})
+	for range 8 {
+		wg.Go(func() {
+			for fails := 0; fails < 3; {
+				after := stopped.Load() // kill had returned before this call began
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				d, err := l.Reserve(ctx, "isolate", 0)
+				cancel()
+				mu.Lock()
+				switch {
+				case err != nil && d.Allowed:
+					t.Errorf("Reserve: Allowed=true together with error %v", err)
+				case err != nil && !errors.Is(err, ErrUnavailable):
+					t.Errorf("Reserve error %v does not wrap ErrUnavailable", err)
+				case err == nil && after:
+					t.Errorf("Reserve succeeded (%+v) after Redis was killed", d)
+				case err == nil:
+					okBefore++
+					if okBefore == 20 {
+						once.Do(func() { close(started) })
+					}
+				default:
+					fails++
+					if after {
+						errsAfter++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-started
+	kill()
+	stopped.Store(true)
+	wg.Wait()
+	return errsAfter
 }
 
 // TestLimiterClientClockSkew: the client's clock does not move decisions;

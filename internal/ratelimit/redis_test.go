@@ -2,8 +2,8 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,35 +138,46 @@ func TestLimiterRedisKeys(t *testing.T) {
 				}
 			}
 			if tc.name == "cluster" {
-				var slots []int64
-				for _, k := range keys {
-					s, err := rdb.ClusterKeySlot(ctx, k).Result()
-					if err != nil {
-						t.Fatal(err)
-					}
-					slots = append(slots, s)
-				}
-				if slots[0] != slots[1] {
-					t.Fatalf("CLUSTER KEYSLOT of %v = %v; want one slot", keys, slots)
-				}
+				sameSlot(t, rdb, keys)
 			}
 			// Idle: every key expires on its own (windows scaled to ms).
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				n, err := rdb.Exists(ctx, keys[0]).Result()
-				m, err2 := rdb.Exists(ctx, keys[1]).Result()
-				if err := errors.Join(err, err2); err != nil {
-					t.Fatal(err)
-				}
-				if n+m == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("keys still present 10s after the last write: log %d seq %d", n, m)
-				}
-				time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
-			}
+			waitGone(t, rdb, keys)
 		})
+	}
+}
+
+// sameSlot asserts that keys share one Redis Cluster slot.
+func sameSlot(t *testing.T, rdb redis.UniversalClient, keys []string) {
+	t.Helper()
+	var slots []int64
+	for _, k := range keys {
+		s, err := rdb.ClusterKeySlot(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots = append(slots, s)
+	}
+	if len(slices.Compact(slices.Clone(slots))) != 1 {
+		t.Fatalf("CLUSTER KEYSLOT of %v = %v; want one slot", keys, slots)
+	}
+}
+
+// waitGone polls until none of keys exists, for at most 10 s.
+func waitGone(t *testing.T, rdb redis.UniversalClient, keys []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := rdb.Exists(context.Background(), keys...).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %v still present 10s after the last write", n, keys)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
 	}
 }
 
