@@ -16,6 +16,7 @@ import (
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/internal/redistest"
 	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
@@ -102,7 +103,7 @@ type e2eWorld struct {
 
 type e2eOptions struct {
 	commands commands.Config
-	limits   store.Limits
+	limits   ratelimit.Limits
 	bot      Config
 }
 
@@ -145,8 +146,8 @@ func (w *e2eWorld) start(o e2eOptions) *instance {
 	logger := zerolog.New(w.logs).With().Timestamp().Logger()
 	rdb := w.redis.Client()
 	approvals := store.NewApprovals(rdb, store.ApprovalsConfig{Prefix: w.prefix})
-	limiter := store.NewLimiter(rdb, store.LimiterConfig{Limits: o.limits, Prefix: w.prefix})
-	gate := commands.NewGate(limiter, time.Minute, nil)
+	limiter := ratelimit.New(rdb, ratelimit.Config{Limits: o.limits, Prefix: w.prefix})
+	gate := ratelimit.NewGate(limiter, time.Minute, nil, zerolog.Nop())
 	dc, err := defender.New(defender.Config{APIURL: w.mde.URL(), AuthorityHost: w.mde.URL(), TenantID: fakemde.TenantID,
 		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret, HTTPClient: w.mde.HTTPClient(), Gate: gate, Logger: logger})
 	if err != nil {
@@ -167,7 +168,7 @@ func (w *e2eWorld) start(o e2eOptions) *instance {
 	if cc.SchedulerEvery == 0 {
 		cc.SchedulerEvery = 50 * time.Millisecond
 	}
-	svc := commands.New(cc, commands.Deps{Defender: dc, Approvals: approvals, Limiter: limiter, Messenger: msg,
+	svc := commands.New(cc, commands.Deps{Defender: dc, Approvals: approvals, Gate: gate, Messenger: msg,
 		Directory: msg, Logger: logger})
 	bc := o.bot
 	if bc.PingInterval == 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -193,7 +194,7 @@ func TestE2EExpiry(t *testing.T) {
 func TestE2EQueuedBehindRateLimit(t *testing.T) {
 	w := newWorld(t)
 	const window = 1500 * time.Millisecond
-	w.start(e2eOptions{limits: store.Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour}})
+	w.start(e2eOptions{limits: ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour}})
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", machineA+" full first")
 	cardA, idA := w.card(t, "host-42.corp.example")
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", machineB+" full second")

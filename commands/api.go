@@ -12,18 +12,22 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
 // Defender is the MDE API as commands uses it. *defender.Client and
 // *defender.Simulator implement it.
 type Defender interface {
-	Isolate(ctx context.Context, machineID string, t defender.IsolationType, comment string) (defender.MachineAction, error)
-	Unisolate(ctx context.Context, machineID, comment string) (defender.MachineAction, error)
+	// Isolate, Unisolate and CancelMachineAction send when slot admits the
+	// call (a reserved rate-limit slot); a nil slot means the Defender
+	// admits the call through its own Gate, as it does for every read.
+	Isolate(ctx context.Context, slot defender.Slot, machineID string, t defender.IsolationType, comment string) (defender.MachineAction, error)
+	Unisolate(ctx context.Context, slot defender.Slot, machineID, comment string) (defender.MachineAction, error)
 	MachineAction(ctx context.Context, actionID string) (defender.MachineAction, error)
 	Machine(ctx context.Context, machineID string) (defender.Machine, error)
 	FindMachinesByName(ctx context.Context, name string) ([]defender.Machine, error)
-	CancelMachineAction(ctx context.Context, actionID, comment string) (defender.MachineAction, error)
+	CancelMachineAction(ctx context.Context, slot defender.Slot, actionID, comment string) (defender.MachineAction, error)
 	MachineActions(ctx context.Context, machineID string) ([]defender.MachineAction, error)
 }
 
@@ -56,19 +60,15 @@ type Approvals interface {
 	History(ctx context.Context, requestID string) ([]store.Event, error)
 }
 
-// Limiter is the shared MDE rate limiter. store.Limiter (Redis) and
-// store.MemoryLimiter implement it.
-type Limiter interface {
-	// Reserve asks for a slot in budget. maxWait 0: refuse unless a call may
-	// go now. maxWait > 0: hand out the next free slot (FIFO) if it is at
-	// most maxWait away. A refusal is Decision{Allowed:false, At: exact
-	// earliest admission}, not an error; errors mean the store failed and
-	// the caller must not call MDE.
-	Reserve(ctx context.Context, budget string, maxWait time.Duration) (store.Decision, error)
-	// Release gives back an admitted slot whose call was never sent.
-	Release(ctx context.Context, budget string, d store.Decision) error
-	// Block makes every replica hold off budget until the given time (MDE 429 Retry-After).
-	Block(ctx context.Context, budget string, until time.Time) error
+// Gate reserves the rate-limit slot of an MDE write before anything waits,
+// so the caller can record and announce a queued call without delaying it.
+// *ratelimit.Gate implements it.
+type Gate interface {
+	// Reserve returns a ticket for now or for a reserved future slot (the
+	// Defender waits on it), *RateLimitError when the next slot is further
+	// than the request may wait, or an error wrapping ErrLimiterUnavailable:
+	// then nothing may be sent.
+	Reserve(ctx context.Context, budget string) (*ratelimit.Ticket, error)
 }
 
 // Messenger is what commands needs from a chat transport. bot implements it

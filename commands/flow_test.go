@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -36,14 +37,14 @@ func TestCommandRefusals(t *testing.T) {
 		{name: "ambiguous host lists candidates", user: analyst, cmd: "/isolate", text: "kiosk.contoso.local full x", want: "2 devices in MDE match", cands: 2},
 		{name: "already isolated", user: analyst, cmd: "/isolate", text: "web-01.contoso.local full x",
 			setup: func(e *env) {
-				if _, err := e.sim.Isolate(context.Background(), defender.SimWeb01, defender.Full, "earlier"); err != nil {
+				if _, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Full, "earlier"); err != nil {
 					e.t.Fatal(err)
 				}
 				e.clk.Advance(time.Minute) // simulated action succeeds
 			}, want: "is already isolated"},
 		{name: "MDE action pending", user: analyst, cmd: "/unisolate", text: defender.SimWeb01 + " x",
 			setup: func(e *env) {
-				if _, err := e.sim.Isolate(context.Background(), defender.SimWeb01, defender.Full, "earlier"); err != nil {
+				if _, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Full, "earlier"); err != nil {
 					e.t.Fatal(err)
 				}
 			}, want: "MDE already has an action in progress for web-01.contoso.local: Isolate (Pending)"},
@@ -449,7 +450,7 @@ func TestMDEFailures(t *testing.T) {
 func TestAlreadyInProgressLinksAction(t *testing.T) {
 	e := newEnv(t)
 	r := e.request()
-	portal, err := e.sim.Isolate(context.Background(), defender.SimWeb01, defender.Selective, "from the portal")
+	portal, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Selective, "from the portal")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,10 +604,10 @@ func TestHelpAndStatus(t *testing.T) {
 // TestStopWhileQueued: shutting down while queued sends nothing, frees the
 // slot and leaves the request executing for a scheduler to resume.
 func TestStopWhileQueued(t *testing.T) {
-	var lim *store.MemoryLimiter
+	var lim *ratelimit.Memory
 	e := newEnv(t, func(e *env) {
 		lim = oneAMinute(e.clk.Now, time.Minute)
-		e.sim.Gate = postGate{NewGate(lim, DefaultQueueMaxWait, e.clk.Now)}
+		e.gate = newGate(lim, DefaultQueueMaxWait, e.clk.Now)
 	})
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
 	e.command(analyst, "/isolate", "web-02.contoso.local full second")
@@ -665,7 +666,7 @@ func TestLookupFailures(t *testing.T) {
 
 func TestUnisolateFlow(t *testing.T) {
 	e := newEnv(t)
-	if _, err := e.sim.Isolate(context.Background(), defender.SimWeb02, defender.Full, "earlier"); err != nil {
+	if _, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb02, defender.Full, "earlier"); err != nil {
 		t.Fatal(err)
 	}
 	e.clk.Advance(time.Minute)

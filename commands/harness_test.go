@@ -209,12 +209,12 @@ func (d *recDefender) post(comment string, real func() (defender.MachineAction, 
 	return real()
 }
 
-func (d *recDefender) Isolate(ctx context.Context, id string, t defender.IsolationType, c string) (defender.MachineAction, error) {
-	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Isolate(ctx, id, t, c) })
+func (d *recDefender) Isolate(ctx context.Context, slot defender.Slot, id string, t defender.IsolationType, c string) (defender.MachineAction, error) {
+	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Isolate(ctx, slot, id, t, c) })
 }
 
-func (d *recDefender) Unisolate(ctx context.Context, id, c string) (defender.MachineAction, error) {
-	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Unisolate(ctx, id, c) })
+func (d *recDefender) Unisolate(ctx context.Context, slot defender.Slot, id, c string) (defender.MachineAction, error) {
+	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Unisolate(ctx, slot, id, c) })
 }
 
 // simActions counts the Isolate/Unisolate actions MDE (the simulator) holds
@@ -237,6 +237,7 @@ type env struct {
 	mem   *store.MemoryApprovals
 	msgr  *recMessenger
 	dir   *fakeDir
+	gate  Gate // nil: no slot is reserved before a POST
 	cfg   Config
 	svc   *Service
 }
@@ -276,7 +277,7 @@ func newEnv(t *testing.T, mod ...func(*env)) *env {
 
 func (e *env) newService() *Service {
 	s := New(e.cfg, Deps{
-		Defender: e.def, Approvals: e.store, Messenger: e.msgr, Directory: e.dir,
+		Defender: e.def, Approvals: e.store, Gate: e.gate, Messenger: e.msgr, Directory: e.dir,
 		Logger: zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.WarnLevel), Now: e.clk.Now, Version: "test",
 	})
 	e.t.Cleanup(func() { s.Stop(); s.Wait() })

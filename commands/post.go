@@ -3,50 +3,90 @@ package commands
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
-// post makes one Isolate/Unisolate call. The call's deadline is CallTimeout
-// after it is admitted: while it is queued behind the rate limit, the queue
-// notice pushes the deadline out and records RunAt/CheckAt.
+// The rate limiter's errors under the names the send loop matches.
+type (
+	// RateLimitError: the next free slot is later than the request may
+	// wait; nothing was sent to MDE.
+	RateLimitError = ratelimit.RateLimitError
+)
+
+// ErrLimiterUnavailable: the shared rate limiter could not be asked, so no
+// MDE call was sent (fail closed).
+var ErrLimiterUnavailable = ratelimit.ErrUnavailable
+
+// post makes one Isolate/Unisolate call. It reserves the call's slot first;
+// a future slot is recorded on r and announced without waiting for Slack.
+// The call's deadline is CallTimeout after its slot, and the Defender waits
+// for the slot itself.
 func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineAction, error) {
-	callCtx, cancel := context.WithCancel(ctx)
+	ticket, err := s.reserveSlot(ctx, r)
+	if err != nil {
+		return defender.MachineAction{}, err
+	}
+	var slot defender.Slot // nil: the Defender admits the call through its own Gate
+	timeout := s.cfg.CallTimeout
+	if ticket != nil {
+		// Gives the slot back if the Defender never waited on it (e.g. it
+		// refused the input); a no-op once it has.
+		defer ticket.Release()
+		slot = ticket
+		// ticket.At + CallTimeout, counted on the real clock that deadlines use.
+		timeout += max(ticket.At.Sub(s.now()), 0)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	deadline := time.AfterFunc(s.cfg.CallTimeout, cancel)
-	defer deadline.Stop()
-	var mu sync.Mutex // the Gate may call the notice from the client's goroutine
-	notice := func(at time.Time) error {
-		mu.Lock()
-		defer mu.Unlock()
-		deadline.Reset(at.Sub(s.now()) + s.cfg.CallTimeout)
-		nr, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: at, CheckAt: at.Add(s.lease())})
-		if err != nil {
-			return fmt.Errorf("record queue slot of %s: %w", r.ID, err)
-		}
-		*r = nr
-		s.reply(ctx, nr, msg(txtf("Queued behind the MDE rate limit; expected to run at %s.", hhmmss(at))))
-		s.audit(ctx, store.Event{RequestID: nr.ID, Type: store.EventQueued, Actor: systemActor, MachineID: nr.MachineID, Reason: "runs at " + at.UTC().Format(time.RFC3339)})
-		return nil
+	comment := MDEComment(*r)
+	if r.Command == store.Unisolate {
+		return s.d.Defender.Unisolate(callCtx, slot, r.MachineID, comment)
 	}
-	callCtx = withQueueNotice(callCtx, notice)
-	mu.Lock()
-	req := *r
-	mu.Unlock()
-	comment := MDEComment(req)
-	var (
-		a   defender.MachineAction
-		err error
-	)
-	if req.Command == store.Unisolate {
-		a, err = s.d.Defender.Unisolate(callCtx, req.MachineID, comment)
-	} else {
-		a, err = s.d.Defender.Isolate(callCtx, req.MachineID, defender.IsolationType(req.IsolationType), comment)
+	return s.d.Defender.Isolate(callCtx, slot, r.MachineID, defender.IsolationType(r.IsolationType), comment)
+}
+
+// reserveSlot takes r's rate-limit slot (nil without a Gate). A slot in the
+// future is recorded as RunAt/CheckAt with a version check (a replica that
+// lost the request gets *store.ConflictError and gives the slot back),
+// audited, and announced in the thread in the background.
+func (s *Service) reserveSlot(ctx context.Context, r *store.Request) (*ratelimit.Ticket, error) {
+	if s.d.Gate == nil {
+		return nil, nil
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return a, err
+	budget := defender.BudgetIsolate
+	if r.Command == store.Unisolate {
+		budget = defender.BudgetUnisolate
+	}
+	t, err := s.d.Gate.Reserve(ctx, budget)
+	if err != nil {
+		return nil, err
+	}
+	if !t.At.After(s.now()) {
+		return t, nil
+	}
+	nr, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: t.At, CheckAt: t.At.Add(s.lease())})
+	if err != nil {
+		t.Release()
+		return nil, fmt.Errorf("record queue slot of %s: %w", r.ID, err)
+	}
+	*r = nr
+	// The audit is a store write like the Transition: kept in line, so the
+	// trail always shows queued before the MDE call.
+	s.audit(ctx, store.Event{RequestID: nr.ID, Type: store.EventQueued, Actor: systemActor, MachineID: nr.MachineID, Reason: "runs at " + t.At.UTC().Format(time.RFC3339)})
+	s.announceQueued(ctx, nr, t.At)
+	return t, nil
+}
+
+// announceQueued tells r's thread when its call will run, in the
+// background: Slack throttles posts exactly when requests queue, and the
+// call must not wait for it.
+func (s *Service) announceQueued(ctx context.Context, r store.Request, at time.Time) {
+	log := s.logger(ctx)
+	s.goBackground(func(bg context.Context) {
+		s.reply(log.WithContext(bg), r, msg(txtf("Queued behind the MDE rate limit; expected to run at %s.", hhmmss(at))))
+	})
 }

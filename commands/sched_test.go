@@ -11,24 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/internal/redistest"
 	"github.com/soc/isolate-bot/store"
 )
-
-// postGate applies a Gate to the POST budgets only, so the test's GETs do
-// not compete with the POSTs for the tiny test limits.
-type postGate struct{ g *Gate }
-
-func (p postGate) Admit(ctx context.Context, budget string) error {
-	if budget != defender.BudgetIsolate && budget != defender.BudgetUnisolate {
-		return nil
-	}
-	return p.g.Admit(ctx, budget)
-}
-
-func (p postGate) Throttled(ctx context.Context, budget string, d time.Duration) {
-	p.g.Throttled(ctx, budget, d)
-}
 
 // TestQueuedBehindRateLimit: with one isolate a second allowed, the second
 // approved request is told when it will run, records RunAt, and runs by
@@ -37,7 +23,7 @@ func TestQueuedBehindRateLimit(t *testing.T) {
 	var e *env
 	e = newEnv(t, func(e *env) {
 		lim := oneAMinute(e.clk.Now, time.Second)
-		e.sim.Gate = postGate{NewGate(lim, DefaultQueueMaxWait, e.clk.Now)}
+		e.gate = newGate(lim, DefaultQueueMaxWait, e.clk.Now)
 	})
 	t0 := e.clk.Now()
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
@@ -71,7 +57,7 @@ func TestQueuedBehindRateLimit(t *testing.T) {
 func TestQueueBeyondMaxWaitFails(t *testing.T) {
 	e := newEnv(t, func(e *env) {
 		e.cfg.QueueMaxWait = 30 * time.Second
-		e.sim.Gate = postGate{NewGate(oneAMinute(e.clk.Now, time.Minute), e.cfg.QueueMaxWait, e.clk.Now)}
+		e.gate = newGate(oneAMinute(e.clk.Now, time.Minute), e.cfg.QueueMaxWait, e.clk.Now)
 	})
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
 	e.command(analyst, "/isolate", "web-02.contoso.local full second")
@@ -92,8 +78,9 @@ func TestQueueBeyondMaxWaitFails(t *testing.T) {
 func TestLimiterDownNothingSent(t *testing.T) {
 	var lim *downLimiter
 	e := newEnv(t, func(e *env) {
-		lim = &downLimiter{Limiter: store.NewMemoryLimiter(store.LimiterConfig{Now: e.clk.Now})}
-		e.sim.Gate = NewGate(lim, DefaultQueueMaxWait, e.clk.Now)
+		lim = &downLimiter{Backend: ratelimit.NewMemory(ratelimit.Config{Now: e.clk.Now})}
+		g := newGate(lim, DefaultQueueMaxWait, e.clk.Now)
+		e.sim.Gate, e.gate = g, g
 	})
 	r := e.request() // the GETs pass: the limiter is still up
 	lim.down.Store(true)
@@ -169,7 +156,7 @@ func replicas(t *testing.T, newStore func(e *env) Approvals) {
 			if _, err := e.store.Transition(ctx, r.ID, store.Approved, store.Change{To: store.Executing, CheckAt: e.clk.Now().Add(time.Second)}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.sim.Isolate(ctx, r.MachineID, defender.Full, MDEComment(a)); err != nil {
+			if _, err := e.sim.Isolate(ctx, nil, r.MachineID, defender.Full, MDEComment(a)); err != nil {
 				t.Fatal(err)
 			}
 			e.clk.Advance(2 * time.Second)

@@ -57,12 +57,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Deps are the parts a Service drives. Defender should already have its Gate
-// set (see NewGate) so that every MDE call is rate limited.
+// Deps are the parts a Service drives. Defender should have the same
+// ratelimit.Gate set for its reads, so that every MDE call is rate limited.
 type Deps struct {
 	Defender  Defender
 	Approvals Approvals
-	Limiter   Limiter // the shared limiter; the wiring wraps it with NewGate and sets it on Defender
+	Gate      Gate // reserves the slot of each Isolate/Unisolate; nil: the Defender admits writes itself (no queue notice)
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
 	Logger    zerolog.Logger

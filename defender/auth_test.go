@@ -58,7 +58,7 @@ func TestTokenFailuresAreSanitised(t *testing.T) {
 				return true
 			})
 			tokErr := e.client.Token(context.Background())
-			_, callErr := e.client.Isolate(context.Background(), machineA, Full, "c")
+			_, callErr := e.client.Isolate(context.Background(), nil, machineA, Full, "c")
 			for _, err := range []error{tokErr, callErr} {
 				var ae *APIError
 				if !errors.As(err, &ae) || !errors.Is(err, tt.kind) {
@@ -119,13 +119,13 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	var errs []error
 	_, err := e.client.Machine(ctx, machineA)
 	errs = append(errs, err)
-	_, err = e.client.Isolate(ctx, machineA, Full, "c")
+	_, err = e.client.Isolate(ctx, nil, machineA, Full, "c")
 	errs = append(errs, err)
 	_, err = e.client.MachineAction(ctx, actionA) // 500 three times
 	errs = append(errs, err)
 	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	_, err = e.client.Unisolate(tctx, machineA, "c")
+	_, err = e.client.Unisolate(tctx, nil, machineA, "c")
 	errs = append(errs, err)
 
 	if errs[0] != nil {

@@ -31,6 +31,14 @@ type Gate interface {
 	Throttled(ctx context.Context, budget string, retryAfter time.Duration)
 }
 
+// Slot is a rate-limit admission the caller already holds for a write call
+// (a reserved slot, e.g. *ratelimit.Ticket). Wait returns when the call may
+// be sent, or an error: then nothing is sent. A nil Slot makes the client
+// admit the call itself through its Gate.
+type Slot interface {
+	Wait(ctx context.Context) error
+}
+
 // Defaults for Config fields left zero.
 const (
 	DefaultAuthorityHost     = "https://login.microsoftonline.com"
@@ -374,6 +382,7 @@ type call struct {
 	query  string // raw query, already encoded
 	body   []byte // POST only
 	budget string
+	slot   Slot // admission held by the caller; nil: ask the Gate
 }
 
 // do runs c (retrying GETs) and decodes a 2xx body into out.
@@ -457,18 +466,17 @@ func refused(op string, gateErr error) error {
 	return withCause(&APIError{Op: op, Kind: ErrUnavailable, Message: "not sent to MDE"}, gateRefusal{gateErr})
 }
 
-// attempt makes one HTTP request: token, gate, send, read, map.
+// attempt makes one HTTP request: admission, token, send, read, map.
 func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
 	isPost := cl.method == http.MethodPost
+	// Admission first: a queued call may wait long, and the token must be
+	// fresh when the request leaves.
+	if err := c.admit(ctx, cl); err != nil {
+		return refused(cl.op, err)
+	}
 	tok, err := c.token(ctx)
 	if err != nil {
-		// Before the gate: a credentials problem must not spend MDE quota.
 		return fmt.Errorf("%s: %w", cl.op, err)
-	}
-	if c.gate != nil {
-		if gerr := c.gate.Admit(ctx, cl.budget); gerr != nil {
-			return refused(cl.op, gerr)
-		}
 	}
 
 	actx, cancel := context.WithTimeout(ctx, c.attemptTTL)
@@ -549,6 +557,17 @@ func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
 	return nil
 }
 
+// admit waits for the caller's slot, else for the Gate (when there is one).
+func (c *Client) admit(ctx context.Context, cl call) error {
+	switch {
+	case cl.slot != nil:
+		return cl.slot.Wait(ctx)
+	case c.gate != nil:
+		return c.gate.Admit(ctx, cl.budget)
+	}
+	return nil
+}
+
 func badRequest(op, msg string) error {
 	return &APIError{Op: op, Kind: ErrBadRequest, Message: msg}
 }
@@ -584,8 +603,9 @@ func checkComment(op, comment string) error {
 	return nil
 }
 
-// Isolate asks MDE to isolate a machine. See the package doc for errors.
-func (c *Client) Isolate(ctx context.Context, machineID string, t IsolationType, comment string) (MachineAction, error) {
+// Isolate asks MDE to isolate a machine, sending when slot admits it (nil:
+// the client's Gate decides). See the package doc for errors.
+func (c *Client) Isolate(ctx context.Context, slot Slot, machineID string, t IsolationType, comment string) (MachineAction, error) {
 	op := "isolate machine " + short(machineID)
 	if !ValidMachineID(machineID) {
 		return MachineAction{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
@@ -600,15 +620,16 @@ func (c *Client) Isolate(ctx context.Context, machineID string, t IsolationType,
 	}
 	var a MachineAction
 	err := c.do(ctx, call{
-		op: op, method: http.MethodPost, budget: BudgetIsolate,
+		op: op, method: http.MethodPost, budget: BudgetIsolate, slot: slot,
 		path: "/api/machines/" + url.PathEscape(machineID) + "/isolate",
 		body: encodeJSON(isolateBody{Comment: comment, IsolationType: t}),
 	}, &a)
 	return a, err
 }
 
-// Unisolate asks MDE to release a machine from isolation.
-func (c *Client) Unisolate(ctx context.Context, machineID, comment string) (MachineAction, error) {
+// Unisolate asks MDE to release a machine from isolation; slot as for
+// Isolate.
+func (c *Client) Unisolate(ctx context.Context, slot Slot, machineID, comment string) (MachineAction, error) {
 	op := "unisolate machine " + short(machineID)
 	if !ValidMachineID(machineID) {
 		return MachineAction{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
@@ -618,15 +639,16 @@ func (c *Client) Unisolate(ctx context.Context, machineID, comment string) (Mach
 	}
 	var a MachineAction
 	err := c.do(ctx, call{
-		op: op, method: http.MethodPost, budget: BudgetUnisolate,
+		op: op, method: http.MethodPost, budget: BudgetUnisolate, slot: slot,
 		path: "/api/machines/" + url.PathEscape(machineID) + "/unisolate",
 		body: encodeJSON(commentBody{Comment: comment}),
 	}, &a)
 	return a, err
 }
 
-// CancelMachineAction cancels an action that is not yet final.
-func (c *Client) CancelMachineAction(ctx context.Context, actionID, comment string) (MachineAction, error) {
+// CancelMachineAction cancels an action that is not yet final; slot as for
+// Isolate.
+func (c *Client) CancelMachineAction(ctx context.Context, slot Slot, actionID, comment string) (MachineAction, error) {
 	op := "cancel machine action " + truncate(actionID, 40)
 	if !ValidActionID(actionID) {
 		return MachineAction{}, badRequest(op, "the action id must be a GUID")
@@ -636,7 +658,7 @@ func (c *Client) CancelMachineAction(ctx context.Context, actionID, comment stri
 	}
 	var a MachineAction
 	err := c.do(ctx, call{
-		op: op, method: http.MethodPost, budget: BudgetCancel,
+		op: op, method: http.MethodPost, budget: BudgetCancel, slot: slot,
 		path: "/api/machineactions/" + url.PathEscape(actionID) + "/cancel",
 		body: encodeJSON(commentBody{Comment: comment}),
 	}, &a)

@@ -21,19 +21,19 @@ func TestPostRequests(t *testing.T) {
 		wantBody string
 	}{
 		{"isolate full", func(ctx context.Context, c *Client) (MachineAction, error) {
-			return c.Isolate(ctx, machineA, Full, "Isolate for alert 1234 <by> U1 & U2")
+			return c.Isolate(ctx, nil, machineA, Full, "Isolate for alert 1234 <by> U1 & U2")
 		}, "/api/machines/" + machineA + "/isolate", `{"Comment":"Isolate for alert 1234 <by> U1 & U2","IsolationType":"Full"}`},
 		{"isolate selective", func(ctx context.Context, c *Client) (MachineAction, error) {
-			return c.Isolate(ctx, machineA, Selective, `quote " and \ slash`)
+			return c.Isolate(ctx, nil, machineA, Selective, `quote " and \ slash`)
 		}, "/api/machines/" + machineA + "/isolate", `{"Comment":"quote \" and \\ slash","IsolationType":"Selective"}`},
 		{"isolate unmanaged", func(ctx context.Context, c *Client) (MachineAction, error) {
-			return c.Isolate(ctx, machineA, UnManagedDevice, "contain")
+			return c.Isolate(ctx, nil, machineA, UnManagedDevice, "contain")
 		}, "/api/machines/" + machineA + "/isolate", `{"Comment":"contain","IsolationType":"UnManagedDevice"}`},
 		{"unisolate", func(ctx context.Context, c *Client) (MachineAction, error) {
-			return c.Unisolate(ctx, machineA, "release")
+			return c.Unisolate(ctx, nil, machineA, "release")
 		}, "/api/machines/" + machineA + "/unisolate", `{"Comment":"release"}`},
 		{"cancel", func(ctx context.Context, c *Client) (MachineAction, error) {
-			return c.CancelMachineAction(ctx, actionA, "stop")
+			return c.CancelMachineAction(ctx, nil, actionA, "stop")
 		}, "/api/machineactions/" + actionA + "/cancel", `{"Comment":"stop"}`},
 	}
 	for _, tt := range tests {
@@ -149,14 +149,14 @@ func TestInvalidArgumentsSendNothing(t *testing.T) {
 	ctx := context.Background()
 	c := e.client
 	calls := map[string]func() error{
-		"isolate short id":       func() error { _, err := c.Isolate(ctx, "7b1f", Full, "c"); return err },
-		"isolate path traversal": func() error { _, err := c.Isolate(ctx, "../../api/x", Full, "c"); return err },
-		"isolate bad type":       func() error { _, err := c.Isolate(ctx, machineA, "full", "c"); return err },
-		"isolate no comment":     func() error { _, err := c.Isolate(ctx, machineA, Full, " "); return err },
-		"unisolate bad id":       func() error { _, err := c.Unisolate(ctx, machineA+"0", "c"); return err },
+		"isolate short id":       func() error { _, err := c.Isolate(ctx, nil, "7b1f", Full, "c"); return err },
+		"isolate path traversal": func() error { _, err := c.Isolate(ctx, nil, "../../api/x", Full, "c"); return err },
+		"isolate bad type":       func() error { _, err := c.Isolate(ctx, nil, machineA, "full", "c"); return err },
+		"isolate no comment":     func() error { _, err := c.Isolate(ctx, nil, machineA, Full, " "); return err },
+		"unisolate bad id":       func() error { _, err := c.Unisolate(ctx, nil, machineA+"0", "c"); return err },
 		"machine name as id":     func() error { _, err := c.Machine(ctx, "web-01"); return err },
 		"action not guid":        func() error { _, err := c.MachineAction(ctx, "123"); return err },
-		"cancel not guid":        func() error { _, err := c.CancelMachineAction(ctx, actionA+"x", "c"); return err },
+		"cancel not guid":        func() error { _, err := c.CancelMachineAction(ctx, nil, actionA+"x", "c"); return err },
 		"actions bad id":         func() error { _, err := c.MachineActions(ctx, "zz"); return err },
 		"find empty":             func() error { _, err := c.FindMachinesByName(ctx, ""); return err },
 		"find control char":      func() error { _, err := c.FindMachinesByName(ctx, "a\nb"); return err },
@@ -225,7 +225,7 @@ func TestErrorMapping(t *testing.T) {
 			})
 			var err error
 			if tt.post {
-				_, err = e.client.Unisolate(context.Background(), machineA, "c")
+				_, err = e.client.Unisolate(context.Background(), nil, machineA, "c")
 			} else {
 				_, err = e.client.MachineAction(context.Background(), actionA)
 			}
@@ -320,7 +320,7 @@ func TestPostNeverRetried(t *testing.T) {
 				}
 				reply(w, tc.status, "")
 			}, func(c *Config) { c.Gate = gate })
-			_, err := e.client.Isolate(context.Background(), machineA, Full, "c")
+			_, err := e.client.Isolate(context.Background(), nil, machineA, Full, "c")
 			if !errors.Is(err, tc.kind) {
 				t.Fatalf("err = %v, want %v", err, tc.kind)
 			}
@@ -453,7 +453,7 @@ func TestDeadlines(t *testing.T) {
 		kind error
 	}{
 		{"get", func(ctx context.Context) error { _, err := e.client.Machine(ctx, machineA); return err }, ErrUnavailable},
-		{"post", func(ctx context.Context) error { _, err := e.client.Isolate(ctx, machineA, Full, "c"); return err }, ErrOutcomeUnknown},
+		{"post", func(ctx context.Context) error { _, err := e.client.Isolate(ctx, nil, machineA, Full, "c"); return err }, ErrOutcomeUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.mde.requests())
@@ -481,7 +481,7 @@ func TestPostNotSentIsUnavailable(t *testing.T) {
 	url := dead.srv.URL
 	dead.srv.Close()
 	e := newEnv(t, nil, func(c *Config) { c.APIURL = url })
-	_, err := e.client.Isolate(context.Background(), machineA, Full, "c")
+	_, err := e.client.Isolate(context.Background(), nil, machineA, Full, "c")
 	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("err = %v, want ErrUnavailable only", err)
 	}
@@ -528,7 +528,7 @@ func TestGateRefusalSendsNothing(t *testing.T) {
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request, n int) { reply(w, 200, "{}") },
 		func(c *Config) { c.Gate = gate })
 	for name, call := range map[string]func() error{
-		"isolate": func() error { _, err := e.client.Isolate(context.Background(), machineA, Full, "c"); return err },
+		"isolate": func() error { _, err := e.client.Isolate(context.Background(), nil, machineA, Full, "c"); return err },
 		"get":     func() error { _, err := e.client.Machine(context.Background(), machineA); return err },
 		"find":    func() error { _, err := e.client.FindMachinesByName(context.Background(), "web-01"); return err },
 	} {
@@ -565,9 +565,9 @@ func TestBudgets(t *testing.T) {
 		budget string
 		call   func() error
 	}{
-		{BudgetIsolate, func() error { _, err := c.Isolate(ctx, machineA, Full, "c"); return err }},
-		{BudgetUnisolate, func() error { _, err := c.Unisolate(ctx, machineA, "c"); return err }},
-		{BudgetCancel, func() error { _, err := c.CancelMachineAction(ctx, actionA, "c"); return err }},
+		{BudgetIsolate, func() error { _, err := c.Isolate(ctx, nil, machineA, Full, "c"); return err }},
+		{BudgetUnisolate, func() error { _, err := c.Unisolate(ctx, nil, machineA, "c"); return err }},
+		{BudgetCancel, func() error { _, err := c.CancelMachineAction(ctx, nil, actionA, "c"); return err }},
 		{BudgetMachineActions, func() error { _, err := c.MachineAction(ctx, actionA); return err }},
 		{BudgetMachineActions, func() error { _, err := c.MachineActions(ctx, machineA); return err }},
 		{BudgetMachines, func() error { _, err := c.Machine(ctx, machineA); return err }},
@@ -600,7 +600,7 @@ func TestResponseTooLarge(t *testing.T) {
 // ErrOutcomeUnknown: the action probably exists.
 func TestUndecodablePostReply(t *testing.T) {
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request, n int) { reply(w, 201, `<html>`) }, nil)
-	_, err := e.client.Isolate(context.Background(), machineA, Full, "c")
+	_, err := e.client.Isolate(context.Background(), nil, machineA, Full, "c")
 	if !errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("err = %v, want ErrOutcomeUnknown", err)
 	}

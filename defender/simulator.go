@@ -30,7 +30,7 @@ const (
 // their creation. It returns the same error kinds as Client. It is safe for
 // concurrent use; set the exported fields before first use.
 type Simulator struct {
-	Gate          Gate          // optional; Admit is called once per simulated HTTP call
+	Gate          Gate          // optional; Admit is called once per simulated HTTP call without a Slot
 	PendingFor    time.Duration // time an action stays Pending; default 2s
 	CompleteAfter time.Duration // time from creation to Succeeded; default 5s
 
@@ -110,16 +110,21 @@ func (s *Simulator) Machines() []Machine {
 	return append([]Machine(nil), s.machines...)
 }
 
-// admit stands in for one HTTP call: ctx must be live and the Gate must
-// admit it.
-func (s *Simulator) admit(ctx context.Context, op, budget string) error {
+// admit stands in for one HTTP call: ctx must be live and the caller's
+// slot (or, without one, the Gate) must admit it.
+func (s *Simulator) admit(ctx context.Context, slot Slot, op, budget string) error {
 	if err := ctx.Err(); err != nil {
 		return withCause(&APIError{Op: op, Kind: ErrUnavailable, Message: "no response from MDE"}, err)
 	}
-	if s.Gate != nil {
-		if err := s.Gate.Admit(ctx, budget); err != nil {
-			return refused(op, err)
-		}
+	var err error
+	switch {
+	case slot != nil:
+		err = slot.Wait(ctx)
+	case s.Gate != nil:
+		err = s.Gate.Admit(ctx, budget)
+	}
+	if err != nil {
+		return refused(op, err)
 	}
 	return nil
 }
@@ -185,14 +190,14 @@ func (s *Simulator) busyLocked(machineID string, now time.Time) bool {
 	return false
 }
 
-func (s *Simulator) isolation(ctx context.Context, op, budget, machineID, typ string, t IsolationType, comment string) (MachineAction, error) {
+func (s *Simulator) isolation(ctx context.Context, slot Slot, op, budget, machineID, typ string, t IsolationType, comment string) (MachineAction, error) {
 	if !ValidMachineID(machineID) {
 		return MachineAction{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
 	}
 	if err := checkComment(op, comment); err != nil {
 		return MachineAction{}, err
 	}
-	if err := s.admit(ctx, op, budget); err != nil {
+	if err := s.admit(ctx, slot, op, budget); err != nil {
 		return MachineAction{}, err
 	}
 	now := s.now().UTC()
@@ -220,25 +225,26 @@ func (s *Simulator) isolation(ctx context.Context, op, budget, machineID, typ st
 	return s.view(s.newAction(m, typ, string(t), comment, now), now), nil
 }
 
-// Isolate simulates POST /api/machines/{id}/isolate.
-func (s *Simulator) Isolate(ctx context.Context, machineID string, t IsolationType, comment string) (MachineAction, error) {
+// Isolate simulates POST /api/machines/{id}/isolate, admitted by slot
+// (nil: the Gate).
+func (s *Simulator) Isolate(ctx context.Context, slot Slot, machineID string, t IsolationType, comment string) (MachineAction, error) {
 	op := "isolate machine " + short(machineID)
 	switch t {
 	case Full, Selective, UnManagedDevice:
 	default:
 		return MachineAction{}, badRequest(op, fmt.Sprintf("isolation type %q is not Full, Selective or UnManagedDevice", string(t)))
 	}
-	return s.isolation(ctx, op, BudgetIsolate, machineID, "Isolate", t, comment)
+	return s.isolation(ctx, slot, op, BudgetIsolate, machineID, "Isolate", t, comment)
 }
 
 // Unisolate simulates POST /api/machines/{id}/unisolate.
-func (s *Simulator) Unisolate(ctx context.Context, machineID, comment string) (MachineAction, error) {
-	return s.isolation(ctx, "unisolate machine "+short(machineID), BudgetUnisolate, machineID, "Unisolate", "", comment)
+func (s *Simulator) Unisolate(ctx context.Context, slot Slot, machineID, comment string) (MachineAction, error) {
+	return s.isolation(ctx, slot, "unisolate machine "+short(machineID), BudgetUnisolate, machineID, "Unisolate", "", comment)
 }
 
 // CancelMachineAction simulates POST /api/machineactions/{id}/cancel: a
 // Pending or InProgress action becomes Cancelled; a final one is refused.
-func (s *Simulator) CancelMachineAction(ctx context.Context, actionID, comment string) (MachineAction, error) {
+func (s *Simulator) CancelMachineAction(ctx context.Context, slot Slot, actionID, comment string) (MachineAction, error) {
 	op := "cancel machine action " + truncate(actionID, 40)
 	if !ValidActionID(actionID) {
 		return MachineAction{}, badRequest(op, "the action id must be a GUID")
@@ -246,7 +252,7 @@ func (s *Simulator) CancelMachineAction(ctx context.Context, actionID, comment s
 	if err := checkComment(op, comment); err != nil {
 		return MachineAction{}, err
 	}
-	if err := s.admit(ctx, op, BudgetCancel); err != nil {
+	if err := s.admit(ctx, slot, op, BudgetCancel); err != nil {
 		return MachineAction{}, err
 	}
 	now := s.now().UTC()
@@ -274,7 +280,7 @@ func (s *Simulator) MachineAction(ctx context.Context, actionID string) (Machine
 	if !ValidActionID(actionID) {
 		return MachineAction{}, badRequest(op, "the action id must be a GUID")
 	}
-	if err := s.admit(ctx, op, BudgetMachineActions); err != nil {
+	if err := s.admit(ctx, nil, op, BudgetMachineActions); err != nil {
 		return MachineAction{}, err
 	}
 	now := s.now().UTC()
@@ -295,7 +301,7 @@ func (s *Simulator) MachineActions(ctx context.Context, machineID string) ([]Mac
 	if !ValidMachineID(machineID) {
 		return nil, badRequest(op, "the machine id must be 40 hexadecimal digits")
 	}
-	if err := s.admit(ctx, op, BudgetMachineActions); err != nil {
+	if err := s.admit(ctx, nil, op, BudgetMachineActions); err != nil {
 		return nil, err
 	}
 	now := s.now().UTC()
@@ -319,7 +325,7 @@ func (s *Simulator) Machine(ctx context.Context, machineID string) (Machine, err
 	if !ValidMachineID(machineID) {
 		return Machine{}, badRequest(op, "the machine id must be 40 hexadecimal digits")
 	}
-	if err := s.admit(ctx, op, BudgetMachines); err != nil {
+	if err := s.admit(ctx, nil, op, BudgetMachines); err != nil {
 		return Machine{}, err
 	}
 	s.mu.Lock()
@@ -339,7 +345,7 @@ func (s *Simulator) FindMachinesByName(ctx context.Context, name string) ([]Mach
 		return nil, badRequest(op, err.Error())
 	}
 	match := func(f func(string) bool) ([]Machine, error) {
-		if err := s.admit(ctx, op, BudgetMachines); err != nil {
+		if err := s.admit(ctx, nil, op, BudgetMachines); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()

@@ -38,7 +38,7 @@ func TestSimulatorProgression(t *testing.T) {
 	s, clk := newSim(t)
 	ctx := context.Background()
 	t0 := clk.Now()
-	a, err := s.Isolate(ctx, SimWeb01, Full, "alert 42; requested by U1, approved by U2")
+	a, err := s.Isolate(ctx, nil, SimWeb01, Full, "alert 42; requested by U1, approved by U2")
 	if err != nil {
 		t.Fatalf("Isolate: %v", err)
 	}
@@ -71,14 +71,14 @@ func TestSimulatorProgression(t *testing.T) {
 			t.Errorf("at %v: status %s updated %v, want %s at +%v", st.at, got.Status, got.LastUpdateDateTimeUTC, st.status, st.lastUpdate)
 		}
 		if st.busy {
-			_, err := s.Unisolate(ctx, SimWeb01, "too early")
+			_, err := s.Unisolate(ctx, nil, SimWeb01, "too early")
 			var ae *APIError
 			if !errors.Is(err, ErrAlreadyInProgress) || !errors.As(err, &ae) || ae.Code != "ActiveRequestAlreadyExists" || ae.Status != 400 {
 				t.Errorf("at %v: Unisolate err = %v, want ActiveRequestAlreadyExists", st.at, err)
 			}
 		}
 	}
-	u, err := s.Unisolate(ctx, SimWeb01, "release")
+	u, err := s.Unisolate(ctx, nil, SimWeb01, "release")
 	if err != nil || u.Type != "Unisolate" || u.Scope != "" || u.Status != StatusPending {
 		t.Fatalf("Unisolate after success = %+v, %v", u, err)
 	}
@@ -95,7 +95,7 @@ func TestSimulatorProgression(t *testing.T) {
 func TestSimulatorTimingIsConfigurable(t *testing.T) {
 	s, clk := newSim(t)
 	s.PendingFor, s.CompleteAfter = 10*time.Second, time.Minute
-	a, err := s.Isolate(context.Background(), SimWeb02, Selective, "c")
+	a, err := s.Isolate(context.Background(), nil, SimWeb02, Selective, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestSimulatorIsolationTypeRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s, _ := newSim(t)
-		a, err := s.Isolate(context.Background(), tt.machine, tt.typ, "c")
+		a, err := s.Isolate(context.Background(), nil, tt.machine, tt.typ, "c")
 		if tt.want == nil {
 			if err != nil || a.Scope != string(tt.typ) {
 				t.Errorf("%s %s: %+v, %v", tt.machine, tt.typ, a, err)
@@ -188,12 +188,12 @@ func TestSimulatorIsolationTypeRules(t *testing.T) {
 func TestSimulatorCancel(t *testing.T) {
 	s, clk := newSim(t)
 	ctx := context.Background()
-	a, err := s.Isolate(ctx, SimDB01, Full, "c")
+	a, err := s.Isolate(ctx, nil, SimDB01, Full, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(3 * time.Second) // InProgress
-	got, err := s.CancelMachineAction(ctx, a.ID, "mistake")
+	got, err := s.CancelMachineAction(ctx, nil, a.ID, "mistake")
 	if err != nil || got.Status != StatusCancelled || got.CancellationComment != "mistake" ||
 		got.CancellationRequestor != SimulatorAppID || got.CancellationDateTimeUTC == nil || !got.CancellationDateTimeUTC.Equal(clk.Now()) {
 		t.Fatalf("cancel = %+v, %v", got, err)
@@ -203,15 +203,15 @@ func TestSimulatorCancel(t *testing.T) {
 		t.Errorf("a cancelled action became %s", got.Status)
 	}
 	// The machine is free again, and a final action cannot be cancelled.
-	b, err := s.Isolate(ctx, SimDB01, Full, "again")
+	b, err := s.Isolate(ctx, nil, SimDB01, Full, "again")
 	if err != nil {
 		t.Fatalf("Isolate after cancel: %v", err)
 	}
 	clk.Add(time.Minute)
-	if _, err := s.CancelMachineAction(ctx, b.ID, "late"); !errors.Is(err, ErrBadRequest) {
+	if _, err := s.CancelMachineAction(ctx, nil, b.ID, "late"); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("cancel of a Succeeded action: err = %v, want ErrBadRequest", err)
 	}
-	if _, err := s.CancelMachineAction(ctx, "00000000-0000-4000-8000-000000000000", "x"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.CancelMachineAction(ctx, nil, "00000000-0000-4000-8000-000000000000", "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("cancel of an unknown action: err = %v, want ErrNotFound", err)
 	}
 	if _, err := s.MachineAction(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, ErrNotFound) {
@@ -230,7 +230,7 @@ func TestSimulatorConcurrentIsolate(t *testing.T) {
 	results := make(chan error, 16)
 	for range 16 {
 		wg.Go(func() {
-			_, err := s.Isolate(context.Background(), SimKioskA, Full, "c")
+			_, err := s.Isolate(context.Background(), nil, SimKioskA, Full, "c")
 			results <- err
 		})
 	}
@@ -259,7 +259,7 @@ func TestSimulatorGate(t *testing.T) {
 	gateErr := errors.New("limiter down")
 	g := &countingGate{err: gateErr}
 	s.Gate = g
-	if _, err := s.Isolate(context.Background(), SimWeb01, Full, "c"); !errors.Is(err, gateErr) || !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Isolate(context.Background(), nil, SimWeb01, Full, "c"); !errors.Is(err, gateErr) || !errors.Is(err, ErrUnavailable) {
 		t.Errorf("err = %v, want the gate's error as ErrUnavailable", err)
 	}
 	g.mu.Lock()

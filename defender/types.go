@@ -22,9 +22,9 @@
 //   - ErrThrottled: MDE answered 429; RetryAfter is its Retry-After (0 when
 //     absent). GETs wait it out themselves when it is short enough.
 //   - ErrUnavailable: no usable answer (5xx, transport failure, timeout,
-//     Azure AD unreachable) after the GET retries; or the Gate refused the
-//     call (then errors.Is also matches the Gate's error). For a POST it
-//     means MDE certainly did not act.
+//     Azure AD unreachable) after the GET retries; or the caller's Slot or
+//     the Gate refused the call (then errors.Is also matches its error).
+//     For a POST it means MDE certainly did not act.
 //   - ErrOutcomeUnknown: POST only (Isolate, Unisolate,
 //     CancelMachineAction). The request may have reached MDE (5xx, timeout
 //     or dropped connection after sending). Never retry blindly: read

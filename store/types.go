@@ -1,8 +1,9 @@
-// Package store holds everything the replicas of isolate-bot must agree on:
-// the MDE rate limiter, the approval requests and their state machine,
-// de-duplication of Slack deliveries, and the audit log. Redis-backed types
-// serve several replicas; the Memory twin serves one process with the same
-// semantics (one contract test suite runs against both).
+// Package store holds the state the replicas of isolate-bot must agree on:
+// the approval requests and their state machine, de-duplication of Slack
+// deliveries, and the audit log; the MDE rate limiter is internal/ratelimit.
+// Redis-backed types serve several replicas; the Memory twin serves one
+// process with the same semantics (one contract test suite runs against
+// both).
 package store
 
 import (
@@ -137,27 +138,6 @@ type PendingError struct {
 
 func (e *PendingError) Error() string {
 	return fmt.Sprintf("machine %s already has open request %s (%s)", e.Existing.MachineID, e.Existing.ID, e.Existing.State)
-}
-
-// Decision is the limiter's answer.
-type Decision struct {
-	// Allowed: the call may be sent at At (now, or a future reserved slot).
-	// Refused: At is the exact earliest time a call would be admitted.
-	Allowed bool
-	At      time.Time
-	// Token identifies an admitted slot, for Release.
-	Token string
-	// Minute and Hour are the admitted calls in the trailing windows,
-	// including this one when allowed.
-	Minute, Hour int
-}
-
-// Limits configures one budget. The windows include the safety margin.
-type Limits struct {
-	PerMinute int
-	PerHour   int
-	Minute    time.Duration // default 61s: 60s plus a 1s margin against jitter
-	Hour      time.Duration // default 3605s
 }
 
 // Event is one audit-log entry. Schema (stream fields) is documented in

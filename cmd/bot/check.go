@@ -10,11 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/ops"
-	"github.com/soc/isolate-bot/store"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 )
 
 // checkTimeout bounds each check of `bot check`.
@@ -128,11 +127,11 @@ func checkMDERead(ctx context.Context, cfg config.Config) (string, error) {
 	if opts := cfg.RedisOptions(); opts != nil {
 		rdb := redis.NewUniversalClient(opts)
 		defer rdb.Close()
-		lim := store.NewLimiter(rdb, store.LimiterConfig{
-			Limits: store.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour},
+		lim := ratelimit.New(rdb, ratelimit.Config{
+			Limits: ratelimit.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour},
 			Prefix: cfg.RedisPrefix,
 		})
-		gate = commands.NewGate(lim, 0, time.Now)
+		gate = ratelimit.NewGate(lim, 0, time.Now, zerolog.Nop())
 	}
 	client, err := newCheckClient(cfg, gate)
 	if err != nil {

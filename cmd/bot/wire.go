@@ -20,6 +20,7 @@ import (
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/ops"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -31,17 +32,17 @@ type stateStore interface {
 	Pending(ctx context.Context) (int, error)
 }
 
-// rateLimiter is store.Limiter or store.MemoryLimiter.
+// rateLimiter is ratelimit.Limiter or ratelimit.Memory.
 type rateLimiter interface {
-	commands.Limiter
+	ratelimit.Backend
 	Ping(ctx context.Context) error
 }
 
 var (
 	_ stateStore  = (*store.Approvals)(nil)
 	_ stateStore  = (*store.MemoryApprovals)(nil)
-	_ rateLimiter = (*store.Limiter)(nil)
-	_ rateLimiter = (*store.MemoryLimiter)(nil)
+	_ rateLimiter = (*ratelimit.Limiter)(nil)
+	_ rateLimiter = (*ratelimit.Memory)(nil)
 )
 
 // core is everything below the transport: state, limiter, MDE and the
@@ -51,6 +52,7 @@ type core struct {
 	approvals stateStore
 	limiter   rateLimiter
 	defender  commands.Defender
+	gate      *ratelimit.Gate
 	sim       *defender.Simulator // nil when talking to the real MDE API
 	client    *defender.Client    // nil when simulating
 }
@@ -94,22 +96,22 @@ func newCore(ctx context.Context, cfg config.Config, o coreOptions) (*core, erro
 	}
 	c.rdb = rdb
 	acfg := store.ApprovalsConfig{Prefix: cfg.RedisPrefix, Retention: cfg.AuditRetention, Now: o.now}
-	lcfg := store.LimiterConfig{
-		Limits: store.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour},
+	lcfg := ratelimit.Config{
+		Limits: ratelimit.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour},
 		Prefix: cfg.RedisPrefix,
 		Now:    o.now,
 	}
 	if rdb != nil {
-		c.approvals, c.limiter = store.NewApprovals(rdb, acfg), store.NewLimiter(rdb, lcfg)
+		c.approvals, c.limiter = store.NewApprovals(rdb, acfg), ratelimit.New(rdb, lcfg)
 	} else {
 		if !o.console {
 			o.log.Warn().Msg("REDIS_URL is empty: approvals, audit trail and rate limiter live in this process's memory; they are lost on restart and ONLY ONE replica may run (set REDIS_URL for more)")
 		}
-		c.approvals, c.limiter = store.NewMemoryApprovals(acfg), store.NewMemoryLimiter(lcfg)
+		c.approvals, c.limiter = store.NewMemoryApprovals(acfg), ratelimit.NewMemory(lcfg)
 	}
 
-	gate := commands.NewGate(ops.InstrumentLimiter(c.limiter, o.metrics), cfg.QueueMaxWait, o.now)
-	gate.Logger = o.log
+	gate := ratelimit.NewGate(ops.InstrumentLimiter(c.limiter, o.metrics), cfg.QueueMaxWait, o.now, o.log)
+	c.gate = gate
 	if cfg.DefenderSimulate {
 		c.sim = defender.NewSimulator(o.now)
 		c.sim.Gate = gate
@@ -153,7 +155,7 @@ func (c *core) service(cfg config.Config, o coreOptions, ccfg commands.Config, m
 	return commands.New(ccfg, commands.Deps{
 		Defender:  c.defender,
 		Approvals: ops.InstrumentApprovals(c.approvals, o.metrics),
-		Limiter:   c.limiter,
+		Gate:      c.gate,
 		Messenger: msg,
 		Directory: dir,
 		Logger:    o.log,

@@ -324,13 +324,13 @@ func (s *Server) handle(r *http.Request, op, id string, body []byte) (int, any, 
 			return 0, nil, &defender.APIError{Status: 400, Code: "MissingRequiredParameter",
 				Message: "IsolationType is required", Kind: defender.ErrBadRequest}
 		}
-		a, err := s.Sim.Isolate(ctx, id, defender.IsolationType(*in.IsolationType), *in.Comment)
+		a, err := s.Sim.Isolate(ctx, nil, id, defender.IsolationType(*in.IsolationType), *in.Comment)
 		return http.StatusCreated, a, err
 	case OpUnisolate:
-		a, err := s.Sim.Unisolate(ctx, id, *in.Comment)
+		a, err := s.Sim.Unisolate(ctx, nil, id, *in.Comment)
 		return http.StatusCreated, a, err
 	case OpCancel:
-		a, err := s.Sim.CancelMachineAction(ctx, id, *in.Comment)
+		a, err := s.Sim.CancelMachineAction(ctx, nil, id, *in.Comment)
 		return http.StatusOK, a, err
 	case OpMachine:
 		m, err := s.Sim.Machine(ctx, id)

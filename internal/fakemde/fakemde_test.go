@@ -34,7 +34,7 @@ func TestRealClientAgainstFake(t *testing.T) {
 	if err != nil || len(ms) != 1 || ms[0].ID != defender.SimWeb01 {
 		t.Fatalf("FindMachinesByName(web-01) = %v, %v; want the one simulated web-01", ms, err)
 	}
-	a, err := c.Isolate(ctx, defender.SimWeb01, defender.Full, "beacon [isolate-bot r-1]")
+	a, err := c.Isolate(ctx, nil, defender.SimWeb01, defender.Full, "beacon [isolate-bot r-1]")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestRealClientAgainstFake(t *testing.T) {
 	if !strings.Contains(body, `"IsolationType":"Full"`) {
 		t.Errorf("isolate body %s", body)
 	}
-	_, err = c.Isolate(ctx, defender.SimWeb01, defender.Full, "again")
+	_, err = c.Isolate(ctx, nil, defender.SimWeb01, defender.Full, "again")
 	if !errors.Is(err, defender.ErrAlreadyInProgress) {
 		t.Errorf("second isolate: %v, want ErrAlreadyInProgress", err)
 	}
@@ -64,7 +64,7 @@ func TestFaultsAndHang(t *testing.T) {
 	ctx := context.Background()
 
 	f.FailNext(fakemde.OpIsolate, fakemde.Fault{Status: 429, Code: "TooManyRequests", RetryAfter: 7})
-	_, err := c.Isolate(ctx, defender.SimWeb02, defender.Selective, "x")
+	_, err := c.Isolate(ctx, nil, defender.SimWeb02, defender.Selective, "x")
 	var ae *defender.APIError
 	if !errors.As(err, &ae) || !errors.Is(err, defender.ErrThrottled) || ae.RetryAfter != 7*time.Second {
 		t.Fatalf("429: %v", err)
@@ -73,7 +73,7 @@ func TestFaultsAndHang(t *testing.T) {
 	f.Hang(fakemde.OpIsolate, 2*time.Second)
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	_, err = c.Isolate(cctx, defender.SimWeb02, defender.Selective, "timed out [isolate-bot r-2]")
+	_, err = c.Isolate(cctx, nil, defender.SimWeb02, defender.Selective, "timed out [isolate-bot r-2]")
 	if !errors.Is(err, defender.ErrOutcomeUnknown) {
 		t.Fatalf("hung POST: %v, want ErrOutcomeUnknown", err)
 	}

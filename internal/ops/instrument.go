@@ -8,6 +8,7 @@ import (
 
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -41,14 +42,14 @@ func mdeCode(err error) string {
 	return CodeError
 }
 
-func (i *instrumentedDefender) Isolate(ctx context.Context, machineID string, t defender.IsolationType, comment string) (defender.MachineAction, error) {
-	a, err := i.d.Isolate(ctx, machineID, t, comment)
+func (i *instrumentedDefender) Isolate(ctx context.Context, slot defender.Slot, machineID string, t defender.IsolationType, comment string) (defender.MachineAction, error) {
+	a, err := i.d.Isolate(ctx, slot, machineID, t, comment)
 	i.m.mdeCall(OpIsolate, mdeCode(err))
 	return a, err
 }
 
-func (i *instrumentedDefender) Unisolate(ctx context.Context, machineID, comment string) (defender.MachineAction, error) {
-	a, err := i.d.Unisolate(ctx, machineID, comment)
+func (i *instrumentedDefender) Unisolate(ctx context.Context, slot defender.Slot, machineID, comment string) (defender.MachineAction, error) {
+	a, err := i.d.Unisolate(ctx, slot, machineID, comment)
 	i.m.mdeCall(OpUnisolate, mdeCode(err))
 	return a, err
 }
@@ -71,8 +72,8 @@ func (i *instrumentedDefender) FindMachinesByName(ctx context.Context, name stri
 	return ms, err
 }
 
-func (i *instrumentedDefender) CancelMachineAction(ctx context.Context, actionID, comment string) (defender.MachineAction, error) {
-	a, err := i.d.CancelMachineAction(ctx, actionID, comment)
+func (i *instrumentedDefender) CancelMachineAction(ctx context.Context, slot defender.Slot, actionID, comment string) (defender.MachineAction, error) {
+	a, err := i.d.CancelMachineAction(ctx, slot, actionID, comment)
 	i.m.mdeCall(OpCancel, mdeCode(err))
 	return a, err
 }
@@ -88,7 +89,7 @@ func (i *instrumentedDefender) MachineActions(ctx context.Context, machineID str
 // a future slot; refused; error) and tracks queued slots for
 // isolatebot_limiter_queue_depth until their time comes or they are
 // released. A nil m returns l itself.
-func InstrumentLimiter(l commands.Limiter, m *Metrics) commands.Limiter {
+func InstrumentLimiter(l ratelimit.Backend, m *Metrics) ratelimit.Backend {
 	if m == nil {
 		return l
 	}
@@ -96,13 +97,13 @@ func InstrumentLimiter(l commands.Limiter, m *Metrics) commands.Limiter {
 }
 
 type instrumentedLimiter struct {
-	l commands.Limiter
+	l ratelimit.Backend
 	m *Metrics
 }
 
-var _ commands.Limiter = (*instrumentedLimiter)(nil)
+var _ ratelimit.Backend = (*instrumentedLimiter)(nil)
 
-func (i *instrumentedLimiter) Reserve(ctx context.Context, budget string, maxWait time.Duration) (store.Decision, error) {
+func (i *instrumentedLimiter) Reserve(ctx context.Context, budget string, maxWait time.Duration) (ratelimit.Decision, error) {
 	d, err := i.l.Reserve(ctx, budget, maxWait)
 	switch {
 	case err != nil:
@@ -118,7 +119,7 @@ func (i *instrumentedLimiter) Reserve(ctx context.Context, budget string, maxWai
 	return d, err
 }
 
-func (i *instrumentedLimiter) Release(ctx context.Context, budget string, d store.Decision) error {
+func (i *instrumentedLimiter) Release(ctx context.Context, budget string, d ratelimit.Decision) error {
 	// Forget the slot whatever the store answers: this replica no longer
 	// waits for it.
 	i.m.queue.remove(keyOf(budget, d.At, d.Token))

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -52,10 +53,10 @@ type fakeDefender struct{ err error }
 
 var _ commands.Defender = fakeDefender{}
 
-func (f fakeDefender) Isolate(context.Context, string, defender.IsolationType, string) (defender.MachineAction, error) {
+func (f fakeDefender) Isolate(context.Context, defender.Slot, string, defender.IsolationType, string) (defender.MachineAction, error) {
 	return defender.MachineAction{ID: "a-isolate"}, f.err
 }
-func (f fakeDefender) Unisolate(context.Context, string, string) (defender.MachineAction, error) {
+func (f fakeDefender) Unisolate(context.Context, defender.Slot, string, string) (defender.MachineAction, error) {
 	return defender.MachineAction{ID: "a-unisolate"}, f.err
 }
 func (f fakeDefender) MachineAction(context.Context, string) (defender.MachineAction, error) {
@@ -67,7 +68,7 @@ func (f fakeDefender) Machine(context.Context, string) (defender.Machine, error)
 func (f fakeDefender) FindMachinesByName(context.Context, string) ([]defender.Machine, error) {
 	return []defender.Machine{{ID: "m-find"}}, f.err
 }
-func (f fakeDefender) CancelMachineAction(context.Context, string, string) (defender.MachineAction, error) {
+func (f fakeDefender) CancelMachineAction(context.Context, defender.Slot, string, string) (defender.MachineAction, error) {
 	return defender.MachineAction{ID: "a-cancel"}, f.err
 }
 func (f fakeDefender) MachineActions(context.Context, string) ([]defender.MachineAction, error) {
@@ -98,12 +99,12 @@ func TestInstrumentDefender(t *testing.T) {
 				want string
 			}
 			calls := []call{
-				{OpIsolate, func() (string, error) { a, err := d.Isolate(ctx, id, defender.Full, "c"); return a.ID, err }, "a-isolate"},
-				{OpUnisolate, func() (string, error) { a, err := d.Unisolate(ctx, id, "c"); return a.ID, err }, "a-unisolate"},
+				{OpIsolate, func() (string, error) { a, err := d.Isolate(ctx, nil, id, defender.Full, "c"); return a.ID, err }, "a-isolate"},
+				{OpUnisolate, func() (string, error) { a, err := d.Unisolate(ctx, nil, id, "c"); return a.ID, err }, "a-unisolate"},
 				{OpMachineAction, func() (string, error) { a, err := d.MachineAction(ctx, "x"); return a.ID, err }, "a-get"},
 				{OpMachine, func() (string, error) { a, err := d.Machine(ctx, id); return a.ID, err }, "m-get"},
 				{OpFindMachines, func() (string, error) { a, err := d.FindMachinesByName(ctx, "h"); return a[0].ID, err }, "m-find"},
-				{OpCancel, func() (string, error) { a, err := d.CancelMachineAction(ctx, "x", "c"); return a.ID, err }, "a-cancel"},
+				{OpCancel, func() (string, error) { a, err := d.CancelMachineAction(ctx, nil, "x", "c"); return a.ID, err }, "a-cancel"},
 				{OpMachineActions, func() (string, error) { a, err := d.MachineActions(ctx, id); return a[0].ID, err }, "a-list"},
 			}
 			for i, c := range calls {
@@ -141,18 +142,18 @@ func sumCounter(t *testing.T, c prometheus.Collector) float64 {
 // fakeLimiter returns the next decision or error it was given.
 type fakeLimiter struct {
 	mu       sync.Mutex
-	d        store.Decision
+	d        ratelimit.Decision
 	err      error
-	released []store.Decision
+	released []ratelimit.Decision
 	blocked  []time.Time
 }
 
-func (f *fakeLimiter) Reserve(context.Context, string, time.Duration) (store.Decision, error) {
+func (f *fakeLimiter) Reserve(context.Context, string, time.Duration) (ratelimit.Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.d, f.err
 }
-func (f *fakeLimiter) Release(_ context.Context, _ string, d store.Decision) error {
+func (f *fakeLimiter) Release(_ context.Context, _ string, d ratelimit.Decision) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.released = append(f.released, d)
@@ -166,21 +167,21 @@ func (f *fakeLimiter) Block(_ context.Context, _ string, until time.Time) error 
 }
 
 func TestInstrumentLimiter(t *testing.T) {
-	storeDown := fmt.Errorf("reserve: %w", store.ErrUnavailable)
+	storeDown := fmt.Errorf("reserve: %w", ratelimit.ErrUnavailable)
 	tests := []struct {
 		name   string
 		budget string
-		d      store.Decision
+		d      ratelimit.Decision
 		err    error
 		result string
 		queued int
 	}{
-		{"admitted now", defender.BudgetIsolate, store.Decision{Allowed: true, At: t0, Token: "t1"}, nil, ResultAdmitted, 0},
-		{"admitted in the past", defender.BudgetMachines, store.Decision{Allowed: true, At: t0.Add(-time.Millisecond), Token: "t1"}, nil, ResultAdmitted, 0},
-		{"queued", defender.BudgetIsolate, store.Decision{Allowed: true, At: t0.Add(5 * time.Second), Token: "t2"}, nil, ResultQueued, 1},
-		{"refused", defender.BudgetUnisolate, store.Decision{Allowed: false, At: t0.Add(30 * time.Second)}, nil, ResultRefused, 0},
-		{"store error", defender.BudgetCancel, store.Decision{}, storeDown, ResultError, 0},
-		{"unknown budget", "not-a-budget", store.Decision{Allowed: true, At: t0}, nil, ResultAdmitted, 0},
+		{"admitted now", defender.BudgetIsolate, ratelimit.Decision{Allowed: true, At: t0, Token: "t1"}, nil, ResultAdmitted, 0},
+		{"admitted in the past", defender.BudgetMachines, ratelimit.Decision{Allowed: true, At: t0.Add(-time.Millisecond), Token: "t1"}, nil, ResultAdmitted, 0},
+		{"queued", defender.BudgetIsolate, ratelimit.Decision{Allowed: true, At: t0.Add(5 * time.Second), Token: "t2"}, nil, ResultQueued, 1},
+		{"refused", defender.BudgetUnisolate, ratelimit.Decision{Allowed: false, At: t0.Add(30 * time.Second)}, nil, ResultRefused, 0},
+		{"store error", defender.BudgetCancel, ratelimit.Decision{}, storeDown, ResultError, 0},
+		{"unknown budget", "not-a-budget", ratelimit.Decision{Allowed: true, At: t0}, nil, ResultAdmitted, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,14 +213,14 @@ func TestLimiterQueueDepth(t *testing.T) {
 	fl := &fakeLimiter{}
 	l := InstrumentLimiter(fl, m)
 	ctx := context.Background()
-	var ds []store.Decision
+	var ds []ratelimit.Decision
 	for i := 1; i <= 3; i++ {
-		fl.d = store.Decision{Allowed: true, At: t0.Add(time.Duration(i) * time.Second), Token: fmt.Sprint("tok", i)}
+		fl.d = ratelimit.Decision{Allowed: true, At: t0.Add(time.Duration(i) * time.Second), Token: fmt.Sprint("tok", i)}
 		d, _ := l.Reserve(ctx, defender.BudgetIsolate, time.Minute)
 		ds = append(ds, d)
 	}
 	// Two reservations without tokens at the same instant count twice.
-	fl.d = store.Decision{Allowed: true, At: t0.Add(10 * time.Second)}
+	fl.d = ratelimit.Decision{Allowed: true, At: t0.Add(10 * time.Second)}
 	l.Reserve(ctx, defender.BudgetMachines, time.Minute)
 	l.Reserve(ctx, defender.BudgetMachines, time.Minute)
 
@@ -249,7 +250,7 @@ func TestLimiterQueueDepth(t *testing.T) {
 	}{
 		{"after reserving", func() {}, 3, 2, 0},
 		{"release one", func() { l.Release(ctx, defender.BudgetIsolate, ds[2]) }, 2, 2, 0},
-		{"release unknown is harmless", func() { l.Release(ctx, defender.BudgetIsolate, store.Decision{Token: "nope"}) }, 2, 2, 0},
+		{"release unknown is harmless", func() { l.Release(ctx, defender.BudgetIsolate, ratelimit.Decision{Token: "nope"}) }, 2, 2, 0},
 		{"first slot time comes", func() { clk.Add(time.Second) }, 1, 2, 0},
 		{"release one of two tokenless", func() { l.Release(ctx, defender.BudgetMachines, fl.d) }, 1, 1, 0},
 		{"all slots due", func() { clk.Add(time.Minute) }, 0, 0, 0},
@@ -529,7 +530,7 @@ func TestNilMetrics(t *testing.T) {
 		t.Error("InstrumentDefender(d, nil) did not return d")
 	}
 	l := &fakeLimiter{}
-	if got := InstrumentLimiter(l, nil); got != commands.Limiter(l) {
+	if got := InstrumentLimiter(l, nil); got != ratelimit.Backend(l) {
 		t.Error("InstrumentLimiter(l, nil) did not return l")
 	}
 	a := &fakeApprovals{}
@@ -543,7 +544,7 @@ func TestNilMetrics(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	m, reg := newMetrics(t, MetricsOptions{Now: clk.Now})
-	l := InstrumentLimiter(&fakeLimiter{d: store.Decision{Allowed: true, At: t0.Add(time.Second)}}, m)
+	l := InstrumentLimiter(&fakeLimiter{d: ratelimit.Decision{Allowed: true, At: t0.Add(time.Second)}}, m)
 	a := InstrumentApprovals(&fakeApprovals{}, m)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {

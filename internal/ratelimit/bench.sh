@@ -5,10 +5,10 @@
 # machine's CPU. Loopback only: starts its own redis-server on a free port in
 # a temporary directory and removes it on exit.
 #
-#   store/bench.sh                        # this tree's scripts
-#   LIMITER_LUA_DIR=/some/old/store store/bench.sh   # e.g. a previous version
-#   CLIENTS=50 REQUESTS=200000 store/bench.sh   # defaults; ~40 s
-#   DEBUG=1 store/bench.sh                # also print INFO commandstats
+#   internal/ratelimit/bench.sh           # this tree's scripts
+#   LIMITER_LUA_DIR=/some/old/store internal/ratelimit/bench.sh   # e.g. a previous version
+#   CLIENTS=50 REQUESTS=200000 internal/ratelimit/bench.sh   # defaults; ~40 s
+#   DEBUG=1 internal/ratelimit/bench.sh   # also print INFO commandstats
 #
 # Prints one row per case: ops/s, p50 and p99 latency (ms) as seen by
 # redis-benchmark, server µs per script from INFO commandstats, and the
@@ -27,7 +27,7 @@ done
 
 # redis_rate's script is read from the module cache at run time (never
 # copied into this repository): the body of `var allowN = redis.NewScript(`.
-rr_dir=$(cd "$here/.." && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' github.com/go-redis/redis_rate/v10) ||
+rr_dir=$(cd "$here" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' github.com/go-redis/redis_rate/v10) ||
   die "cannot locate github.com/go-redis/redis_rate/v10 in the module cache"
 rr_lua=$(awk '/^var allowN = redis.NewScript\(`/ {on=1; next} on && /^`\)/ {exit} on {print}' "$rr_dir/lua.go")
 [[ $rr_lua == *GCRA* || $rr_lua == *tat* ]] || die "could not extract allowN from $rr_dir/lua.go"
@@ -55,13 +55,19 @@ for _ in $(seq 20); do
 done
 [[ -n $pid ]] || die "redis-server did not start; last log: $(tail -5 "$tmp/redis.log" 2>/dev/null)"
 
+# The reserve script: reserve.lua here, limiter_reserve.lua in versions
+# that kept the limiter in store/.
+reserve_lua=$lua_dir/reserve.lua
+[[ -f $reserve_lua ]] || reserve_lua=$lua_dir/limiter_reserve.lua
+[[ -f $reserve_lua ]] || die "no reserve.lua or limiter_reserve.lua in $lua_dir"
+
 cli() { redis-cli -p "$port" "$@"; }
 load() { cli SCRIPT LOAD "$(cat "$1")"; }
-reserve_sha=$(load "$lua_dir/limiter_reserve.lua")
+reserve_sha=$(load "$reserve_lua")
 empty_sha=$(cli SCRIPT LOAD "return 1")
 rr_sha=$(cli SCRIPT LOAD "$rr_lua")
 # The limiter's keys: pass as many as this version of the script reads.
-nkeys=$(grep -o 'KEYS\[[0-9]\]' "$lua_dir/limiter_reserve.lua" | sort -u | wc -l)
+nkeys=$(grep -o 'KEYS\[[0-9]\]' "$reserve_lua" | sort -u | wc -l)
 keys() { local t="{bench:rl:$1}"; local k=("$t:log" "$t:seq" "$t:blocked"); echo "$nkeys ${k[*]:0:$nkeys}"; }
 
 printf '%s\n' "redis-benchmark -c $clients -n $requests, redis-server $(redis-server --version | grep -o 'v=[^ ]*'), scripts from $lua_dir, load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,9 +1,9 @@
-package store
+package ratelimit
 
 // Side-by-side benchmarks against one local redis-server: the round-trip
 // floor (PING), this limiter (refusal with a full 1,500-entry hour log, and
 // the admit path) and go-redis/redis_rate's GCRA, each from one connection
-// and from 50 concurrent callers. See store/README.md for the command and
+// and from 50 concurrent callers. See README.md for the command and
 // figures.
 
 import (
@@ -19,19 +19,43 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// benchCase is one operation to time; setup prepares it on rdb.
+type benchCase struct {
+	name  string
+	setup func(rdb *redis.Client) (func() error, error)
+}
+
 func BenchmarkRedis(b *testing.B) {
-	ctx := context.Background()
 	srv := testRedisServer(b)
-	type op func(rdb *redis.Client) (func() error, error)
-	cases := []struct {
-		name  string
-		setup op // returns the operation to time
-	}{
+	cases := slices.Concat(limiterBenchCases(b), redisRateBenchCases(b), redisRate2WindowBenchCases(b))
+	for _, tc := range cases {
+		for _, callers := range []int{1, 50} {
+			b.Run(fmt.Sprintf("%s/callers=%d", tc.name, callers), func(b *testing.B) {
+				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: callers, MinIdleConns: callers})
+				defer rdb.Close()
+				do, err := tc.setup(rdb)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := do(); err != nil { // warm up: load the script, open a connection
+					b.Fatal(err)
+				}
+				benchLatency(b, callers, do)
+			})
+		}
+	}
+}
+
+// limiterBenchCases: the round-trip floor and this limiter's refusal (full
+// 1,500-entry hour log) and admit paths.
+func limiterBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"ping", func(rdb *redis.Client) (func() error, error) {
 			return func() error { return rdb.Ping(ctx).Err() }, nil
 		}},
 		{"limiter-refuse-1500", func(rdb *redis.Client) (func() error, error) {
-			l := NewLimiter(rdb, LimiterConfig{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)})
+			l := New(rdb, Config{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)})
 			for range 1500 {
 				if d, err := l.Reserve(ctx, "isolate", 0); err != nil || !d.Allowed {
 					return nil, fmt.Errorf("filling the log: %+v, %v", d, err)
@@ -48,7 +72,7 @@ func BenchmarkRedis(b *testing.B) {
 		{"limiter-admit", func(rdb *redis.Client) (func() error, error) {
 			// Limits never reached; 50 ms windows keep the log ~1-2k entries.
 			lim := Limits{PerMinute: 1 << 30, PerHour: 1 << 30, Minute: 50 * time.Millisecond, Hour: 50 * time.Millisecond}
-			l := NewLimiter(rdb, LimiterConfig{Limits: lim, Prefix: testPrefix(b)})
+			l := New(rdb, Config{Limits: lim, Prefix: testPrefix(b)})
 			return func() error {
 				d, err := l.Reserve(ctx, "isolate", 0)
 				if err == nil && !d.Allowed {
@@ -57,6 +81,13 @@ func BenchmarkRedis(b *testing.B) {
 				return err
 			}, nil
 		}},
+	}
+}
+
+// redisRateBenchCases: go-redis/redis_rate's GCRA with one limit.
+func redisRateBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"redis_rate-refuse", func(rdb *redis.Client) (func() error, error) {
 			// One call a day: spent by the first call, refused thereafter.
 			rl, key := redis_rate.NewLimiter(rdb), testPrefix(b)
@@ -83,9 +114,15 @@ func BenchmarkRedis(b *testing.B) {
 				return err
 			}, nil
 		}},
-		// Both MDE windows with redis_rate take two calls (two round trips)
-		// per decision, and a call refused by the second has already spent
-		// the first: these two cases are the like-for-like comparison.
+	}
+}
+
+// redisRate2WindowBenchCases: both MDE windows with redis_rate take two
+// calls (two round trips) per decision, and a call refused by the second
+// has already spent the first: the like-for-like comparison.
+func redisRate2WindowBenchCases(b *testing.B) []benchCase {
+	ctx := context.Background()
+	return []benchCase{
 		{"redis_rate-2windows-refuse", func(rdb *redis.Client) (func() error, error) {
 			rl, key := redis_rate.NewLimiter(rdb), testPrefix(b)
 			perMin := rrNeverReached
@@ -123,22 +160,6 @@ func BenchmarkRedis(b *testing.B) {
 				return nil
 			}, nil
 		}},
-	}
-	for _, tc := range cases {
-		for _, callers := range []int{1, 50} {
-			b.Run(fmt.Sprintf("%s/callers=%d", tc.name, callers), func(b *testing.B) {
-				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: callers, MinIdleConns: callers})
-				defer rdb.Close()
-				do, err := tc.setup(rdb)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := do(); err != nil { // warm up: load the script, open a connection
-					b.Fatal(err)
-				}
-				benchLatency(b, callers, do)
-			})
-		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package store
+package ratelimit
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// MemoryLimiter is the in-process twin of Limiter for a single replica (and
+// Memory is the in-process twin of Limiter for a single replica (and
 // tests): the same algorithm and answers, on the injected clock cfg.Now.
 // Safe for concurrent use.
-type MemoryLimiter struct {
-	cfg     LimiterConfig
+type Memory struct {
+	cfg     Config
 	mu      sync.Mutex
 	budgets map[string]*limBudget
 }
@@ -30,17 +30,17 @@ type limEntry struct {
 	member string
 }
 
-// NewMemoryLimiter returns an empty in-memory limiter.
-func NewMemoryLimiter(cfg LimiterConfig) *MemoryLimiter {
-	return &MemoryLimiter{cfg: cfg.withDefaults(), budgets: map[string]*limBudget{}}
+// NewMemory returns an empty in-memory limiter.
+func NewMemory(cfg Config) *Memory {
+	return &Memory{cfg: cfg.withDefaults(), budgets: map[string]*limBudget{}}
 }
 
 // now returns the clock in µs, never below the last admit (like the script).
-func (m *MemoryLimiter) now(b *limBudget) int64 {
+func (m *Memory) now(b *limBudget) int64 {
 	return max(m.cfg.Now().UnixMicro(), b.last)
 }
 
-func (m *MemoryLimiter) budget(name string) *limBudget {
+func (m *Memory) budget(name string) *limBudget {
 	b := m.budgets[name]
 	if b == nil {
 		b = &limBudget{}
@@ -56,8 +56,8 @@ func (b *limBudget) countAfter(t int64) int {
 }
 
 // Reserve: see Limiter.Reserve.
-func (m *MemoryLimiter) Reserve(ctx context.Context, budget string, maxWait time.Duration) (Decision, error) {
-	if err := checkLimiterName("budget", budget); err != nil {
+func (m *Memory) Reserve(ctx context.Context, budget string, maxWait time.Duration) (Decision, error) {
+	if err := checkName("budget", budget); err != nil {
 		return Decision{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -106,7 +106,7 @@ func (m *MemoryLimiter) Reserve(ctx context.Context, budget string, maxWait time
 
 // gc drops a budget whose entries and block have all expired, as the Redis
 // TTLs do, so idle budgets use no memory.
-func (m *MemoryLimiter) gc(name string, b *limBudget, now int64) {
+func (m *Memory) gc(name string, b *limBudget, now int64) {
 	th := m.cfg.Limits.Hour.Microseconds()
 	if (len(b.log) == 0 || b.log[len(b.log)-1].slot+th <= now) && b.blocked <= now {
 		delete(m.budgets, name)
@@ -114,8 +114,8 @@ func (m *MemoryLimiter) gc(name string, b *limBudget, now int64) {
 }
 
 // Release: see Limiter.Release.
-func (m *MemoryLimiter) Release(ctx context.Context, budget string, d Decision) error {
-	if err := checkLimiterName("budget", budget); err != nil {
+func (m *Memory) Release(ctx context.Context, budget string, d Decision) error {
+	if err := checkName("budget", budget); err != nil {
 		return err
 	}
 	if !d.Allowed || d.Token == "" {
@@ -137,8 +137,8 @@ func (m *MemoryLimiter) Release(ctx context.Context, budget string, d Decision) 
 }
 
 // Block: see Limiter.Block.
-func (m *MemoryLimiter) Block(ctx context.Context, budget string, until time.Time) error {
-	if err := checkLimiterName("budget", budget); err != nil {
+func (m *Memory) Block(ctx context.Context, budget string, until time.Time) error {
+	if err := checkName("budget", budget); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -153,8 +153,8 @@ func (m *MemoryLimiter) Block(ctx context.Context, budget string, until time.Tim
 }
 
 // QueueDepth: see Limiter.QueueDepth.
-func (m *MemoryLimiter) QueueDepth(ctx context.Context, budget string) (int, error) {
-	if err := checkLimiterName("budget", budget); err != nil {
+func (m *Memory) QueueDepth(ctx context.Context, budget string) (int, error) {
+	if err := checkName("budget", budget); err != nil {
 		return 0, err
 	}
 	m.mu.Lock()
@@ -167,4 +167,4 @@ func (m *MemoryLimiter) QueueDepth(ctx context.Context, budget string) (int, err
 }
 
 // Ping always succeeds: there is nothing to reach.
-func (m *MemoryLimiter) Ping(context.Context) error { return nil }
+func (m *Memory) Ping(context.Context) error { return nil }

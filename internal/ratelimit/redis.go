@@ -1,90 +1,33 @@
-package store
+package ratelimit
 
 import (
 	"context"
 	_ "embed"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Default limits: MDE allows 100 calls per minute and 1500 per hour per API.
-// The windows are widened by a margin against clock jitter and network
-// delay between our decision and MDE's count; the counts never shrink.
-const (
-	DefaultPerMinute     = 100
-	DefaultPerHour       = 1500
-	DefaultMinuteWindow  = 61 * time.Second
-	DefaultHourWindow    = 3605 * time.Second
-	DefaultLimiterPrefix = "isolate-bot"
-
-	// ttlMargin is added to every key TTL: a key lives until its newest
-	// entry (or the block) has expired, plus this.
-	ttlMargin = time.Second
-)
-
-// LimiterConfig configures Limiter and MemoryLimiter. Zero fields take the
-// defaults above.
-type LimiterConfig struct {
-	Limits Limits
-	// Prefix of every key ("isolate-bot"); lets tests and deployments share
-	// a Redis. Must not contain '{' or '}'.
-	Prefix string
-	// Now is the local clock: the memory twin's only clock; the Redis
-	// limiter uses it only to turn server-relative slots into Decision.At
-	// and Block's until into a delay, so client clock skew never matters.
-	Now func() time.Time
-}
-
-func (c LimiterConfig) withDefaults() LimiterConfig {
-	if c.Limits.PerMinute <= 0 {
-		c.Limits.PerMinute = DefaultPerMinute
-	}
-	if c.Limits.PerHour <= 0 {
-		c.Limits.PerHour = DefaultPerHour
-	}
-	if c.Limits.Minute <= 0 {
-		c.Limits.Minute = DefaultMinuteWindow
-	}
-	if c.Limits.Hour <= 0 {
-		c.Limits.Hour = DefaultHourWindow
-	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultLimiterPrefix
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return c
-}
-
-// LimiterKeys returns the Redis keys of one budget: the log of admitted
-// slots and the hash holding its counter, clock and blocked-until. They
-// share the hash tag {<prefix>:rl:<budget>}, so they live in one Redis
-// Cluster slot.
-func LimiterKeys(prefix, budget string) (log, seq string) {
-	tag := "{" + prefix + ":rl:" + budget + "}"
-	return tag + ":log", tag + ":seq"
-}
-
-// checkName rejects names that would break the hash tag of the keys.
-func checkLimiterName(what, s string) error {
-	if s == "" || strings.ContainsAny(s, "{}") {
-		return fmt.Errorf("rate limiter: invalid %s %q: must be non-empty, without '{' or '}'", what, s)
-	}
-	return nil
+// rediser is the part of a go-redis client the limiter uses (as
+// go-redis/redis_rate does): *redis.Client, *redis.ClusterClient and the
+// failover client all satisfy it. redis.Scripter runs the scripts (EVALSHA,
+// falling back to EVAL on NOSCRIPT) and loads them; Ping and ZRem are the
+// two plain commands.
+type rediser interface {
+	redis.Scripter
+	Ping(ctx context.Context) *redis.StatusCmd
+	ZRem(ctx context.Context, key string, members ...any) *redis.IntCmd
 }
 
 var (
-	//go:embed limiter_reserve.lua
+	//go:embed reserve.lua
 	reserveSrc    string
 	reserveScript = redis.NewScript(reserveSrc)
-	//go:embed limiter_block.lua
+	//go:embed block.lua
 	blockSrc    string
 	blockScript = redis.NewScript(blockSrc)
-	//go:embed limiter_depth.lua
+	//go:embed depth.lua
 	depthSrc    string
 	depthScript = redis.NewScript(depthSrc)
 )
@@ -92,26 +35,26 @@ var (
 // Limiter is the exact two-window sliding-log rate limiter shared by all
 // replicas through Redis. One script call (one round trip) decides both
 // windows atomically against the Redis server's clock. It implements
-// commands.Limiter. Safe for concurrent use.
+// Backend. Safe for concurrent use.
 type Limiter struct {
-	rdb redis.UniversalClient
-	cfg LimiterConfig
+	rdb rediser
+	cfg Config
 	// testNow, set only by tests, replaces Redis TIME inside the scripts
 	// (µs since the epoch) for deterministic boundary tests.
 	testNow func() int64
 }
 
-// NewLimiter returns a limiter on rdb (a *redis.Client, *redis.ClusterClient
-// or failover client).
-func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
+// New returns a limiter on rdb (a *redis.Client, *redis.ClusterClient or
+// failover client).
+func New(rdb rediser, cfg Config) *Limiter {
 	return &Limiter{rdb: rdb, cfg: cfg.withDefaults()}
 }
 
 // Config returns the effective configuration (defaults applied).
-func (l *Limiter) Config() LimiterConfig { return l.cfg }
+func (l *Limiter) Config() Config { return l.cfg }
 
-func limiterUnavailable(op, budget string, err error) error {
-	return fmt.Errorf("%w: rate limiter %s for budget %q: %w", ErrUnavailable, op, budget, err)
+func unavailable(op, budget string, err error) error {
+	return fmt.Errorf("%w: %s for budget %q: %w", ErrUnavailable, op, budget, err)
 }
 
 func (l *Limiter) nowArg() string {
@@ -125,11 +68,11 @@ func (l *Limiter) nowArg() string {
 // a cluster), for readiness probes. Errors wrap ErrUnavailable.
 func (l *Limiter) Ping(ctx context.Context) error {
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("%w: rate limiter ping: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: ping: %w", ErrUnavailable, err)
 	}
 	for _, s := range []*redis.Script{reserveScript, blockScript, depthScript} {
 		if err := s.Load(ctx, l.rdb).Err(); err != nil {
-			return fmt.Errorf("%w: rate limiter script load: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: script load: %w", ErrUnavailable, err)
 		}
 	}
 	return nil
@@ -159,17 +102,17 @@ func (l *Limiter) reserve(ctx context.Context, budget string, maxWait time.Durat
 		return reservation{}, err
 	}
 	maxWait = max(maxWait, 0)
-	logKey, seqKey := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, seqKey := Keys(l.cfg.Prefix, budget)
 	lim := l.cfg.Limits
 	v, err := reserveScript.Run(ctx, l.rdb, []string{logKey, seqKey},
 		lim.PerMinute, lim.Minute.Microseconds(), lim.PerHour, lim.Hour.Microseconds(),
 		maxWait.Microseconds(), ttlMargin.Milliseconds(), l.nowArg()).Slice()
 	if err != nil {
-		return reservation{}, limiterUnavailable("reserve", budget, err)
+		return reservation{}, unavailable("reserve", budget, err)
 	}
 	r, err := parseReservation(v)
 	if err != nil {
-		return reservation{}, limiterUnavailable("reserve", budget, err)
+		return reservation{}, unavailable("reserve", budget, err)
 	}
 	r.At = l.cfg.Now().Add(time.Duration(r.slot-r.now) * time.Microsecond)
 	return r, nil
@@ -198,10 +141,10 @@ func parseReservation(v []any) (reservation, error) {
 }
 
 func (l *Limiter) check(budget string) error {
-	if err := checkLimiterName("prefix", l.cfg.Prefix); err != nil {
+	if err := checkName("prefix", l.cfg.Prefix); err != nil {
 		return err
 	}
-	return checkLimiterName("budget", budget)
+	return checkName("budget", budget)
 }
 
 // Release gives back an admitted slot whose call was never sent. Releasing
@@ -213,9 +156,9 @@ func (l *Limiter) Release(ctx context.Context, budget string, d Decision) error 
 	if !d.Allowed || d.Token == "" {
 		return nil
 	}
-	logKey, _ := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, _ := Keys(l.cfg.Prefix, budget)
 	if err := l.rdb.ZRem(ctx, logKey, d.Token).Err(); err != nil {
-		return limiterUnavailable("release", budget, err)
+		return unavailable("release", budget, err)
 	}
 	return nil
 }
@@ -232,11 +175,11 @@ func (l *Limiter) Block(ctx context.Context, budget string, until time.Time) err
 	if delay <= 0 {
 		return nil
 	}
-	_, seqKey := LimiterKeys(l.cfg.Prefix, budget)
+	_, seqKey := Keys(l.cfg.Prefix, budget)
 	err := blockScript.Run(ctx, l.rdb, []string{seqKey},
 		delay.Microseconds(), ttlMargin.Milliseconds(), l.nowArg()).Err()
 	if err != nil {
-		return limiterUnavailable("block", budget, err)
+		return unavailable("block", budget, err)
 	}
 	return nil
 }
@@ -247,10 +190,10 @@ func (l *Limiter) QueueDepth(ctx context.Context, budget string) (int, error) {
 	if err := l.check(budget); err != nil {
 		return 0, err
 	}
-	logKey, seqKey := LimiterKeys(l.cfg.Prefix, budget)
+	logKey, seqKey := Keys(l.cfg.Prefix, budget)
 	n, err := depthScript.Run(ctx, l.rdb, []string{logKey, seqKey}, l.nowArg()).Int()
 	if err != nil {
-		return 0, limiterUnavailable("queue depth", budget, err)
+		return 0, unavailable("queue depth", budget, err)
 	}
 	return n, nil
 }
