@@ -27,7 +27,10 @@ import (
 // probes and load balancers want an answer, not a wait, and Kubernetes'
 // probe timeout (deploy/kubernetes: 3 s) must stay well above it, or the
 // kubelet gives up before /readyz can say which check failed.
-const DefaultCheckTimeout = 800 * time.Millisecond
+const DefaultCheckTimeout = 700 * time.Millisecond
+
+// checkGrace is how long a timed-out check may take to say why.
+const checkGrace = 100 * time.Millisecond
 
 // Check is one named readiness check, e.g. "slack" (Socket Mode connected),
 // "state" (the approvals store answers PING), "azure token" (a token can be
@@ -161,6 +164,16 @@ func runOne(ctx context.Context, c Check, timeout time.Duration) error {
 		}
 		return err
 	case <-ctx.Done():
+		// A check that honours its context returns its own error (which
+		// names the dependency, e.g. "state store unavailable") a moment
+		// later; wait that moment, never longer.
+		select {
+		case err := <-errc:
+			if err != nil {
+				return fmt.Errorf("timed out after %s: %w", timeout, err)
+			}
+		case <-time.After(checkGrace):
+		}
 		return fmt.Errorf("timed out after %s", timeout)
 	}
 }
