@@ -66,8 +66,9 @@ func TestLeaseProtocol(t *testing.T) {
 }
 
 // TestStaleOwnerCannotEnd: a replica whose lease ran out while another
-// took the request over must not end it: its fail or finish is refused by
-// the version check, and it tells neither the thread nor the audit log.
+// took the request over must not end it or hand it back: its fail, finish
+// or retry is refused by the version check, and it tells neither the
+// thread nor the audit log.
 func TestStaleOwnerCannotEnd(t *testing.T) {
 	tests := []struct {
 		name string
@@ -77,6 +78,7 @@ func TestStaleOwnerCannotEnd(t *testing.T) {
 		{"finish", func(s *Service, r store.Request) {
 			s.finish(context.Background(), r, defender.MachineAction{ID: "act-1", Status: defender.StatusSucceeded}, "done")
 		}},
+		{"retry later", func(s *Service, r store.Request) { s.retryLater(context.Background(), r, "stale owner's retry") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

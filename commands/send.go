@@ -243,7 +243,12 @@ func (s *Service) retryLater(ctx context.Context, r store.Request, why string) {
 	}
 	s.logger(ctx).Warn().Str("reason", why).Msg("will retry")
 	// If the store is down this fails too; the lease runs out soon anyway.
-	if err := s.leases.handBack(ctx, r, why); err != nil {
+	err := s.leases.handBack(ctx, r, why)
+	if cur, ok := lost(err); ok {
+		s.logger(ctx).Warn().Str("state", string(cur.State)).Msg("no longer ours; the new owner carries on")
+		return
+	}
+	if err != nil {
 		s.logger(ctx).Warn().Err(err).Msg("could not schedule the retry; the lease expiry will")
 	}
 	if r.Note == why {
