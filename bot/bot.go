@@ -346,7 +346,7 @@ func (r *Runner) commandJob(cmd slack.SlashCommand, envID string) *job {
 		keys = append(keys, "trigger:"+cmd.TriggerID)
 	}
 	inv := commands.Invocation{Command: cmd.Command, Text: cmd.Text, User: cmd.UserID, Channel: cmd.ChannelID,
-		TriggerID: cmd.TriggerID, RequestID: envID}
+		TriggerID: cmd.TriggerID, DeliveryID: envID}
 	return &job{name: cmd.Command, keys: keys, channel: cmd.ChannelID, user: cmd.UserID, respURL: cmd.ResponseURL,
 		run: func(ctx context.Context) error { return r.svc.Command(ctx, inv) }}
 }

@@ -246,7 +246,7 @@ func TestRunnerAcksEveryEnvelope(t *testing.T) {
 	}
 	inv := invs[0]
 	if inv.Command != "/isolate" || inv.User != "U1" || inv.Channel != "C1" || inv.TriggerID == "" ||
-		inv.RequestID == "" || !strings.HasSuffix(inv.Text, "full test") {
+		inv.DeliveryID == "" || !strings.HasSuffix(inv.Text, "full test") {
 		t.Errorf("invocation = %+v", inv)
 	}
 	byUser := map[string]commands.Click{}

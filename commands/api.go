@@ -4,6 +4,14 @@
 // expires, resumes and reconciles requests. It knows nothing of Slack's wire
 // format: transports (bot for Slack, the console) call Service and render the
 // transport-neutral Card and Message values it hands to a Messenger.
+//
+// A request's life, one file per stage: request.go (the slash command, up
+// to a pending request and its card; cancel.go and status.go for the other
+// subcommands), decide.go (Approve/Deny), send.go (the one MDE call, with
+// outcome.go deciding what each MDE error means), follow.go (the action's
+// status until it is final) and scheduler.go (expiry and takeover).
+// lease.go names which replica owns a request in each state and for how
+// long.
 package commands
 
 import (

@@ -2,8 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/mock"
+	"github.com/soc/isolate-bot/internal/testclock"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -26,220 +26,40 @@ const (
 	channel  = "CSOC"
 )
 
-// clock is a settable test clock shared by the simulator, the store and the
-// Service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// The fakes in internal/mock implement commands' interfaces.
+var (
+	_ Defender  = (*mock.Defender)(nil)
+	_ Approvals = (*mock.Approvals)(nil)
+	_ Directory = (*mock.Directory)(nil)
+	_ Messenger = (*mock.Messenger[Message, Card])(nil)
+)
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)} }
+// postHook replaces the outcome of the n-th Isolate/Unisolate (n from 1);
+// real sends it to the simulator.
+type postHook func(n int, real func() (defender.MachineAction, error)) (defender.MachineAction, error)
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// recMessenger is the transport fake: it records everything sent.
-type recMessenger struct {
-	mu         sync.Mutex
-	ephemerals []sent
-	cards      []Card
-	updates    []Card
-	replies    []sent
-	ts         int
-	postErr    error
-	// afterPost runs once the card is "in Slack" but before PostCard
-	// returns: what a fast approver on another replica can do.
-	afterPost func(ts string, c Card)
-}
-
-type sent struct {
-	Channel, User, Thread string
-	M                     Message
-}
-
-func (r *recMessenger) Ephemeral(_ context.Context, ch, user string, m Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.ephemerals = append(r.ephemerals, sent{Channel: ch, User: user, M: m})
-	return nil
-}
-
-func (r *recMessenger) PostCard(_ context.Context, ch string, c Card) (string, error) {
-	r.mu.Lock()
-	if r.postErr != nil {
-		r.mu.Unlock()
-		return "", r.postErr
-	}
-	r.ts++
-	r.cards = append(r.cards, c)
-	ts, hook := fmt.Sprintf("1764406800.%06d", r.ts), r.afterPost
-	r.mu.Unlock()
-	if hook != nil {
-		hook(ts, c)
-	}
-	return ts, nil
-}
-
-func (r *recMessenger) UpdateCard(_ context.Context, ch, ts string, c Card) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.updates = append(r.updates, c)
-	return nil
-}
-
-func (r *recMessenger) Reply(_ context.Context, ch, ts string, m Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.replies = append(r.replies, sent{Channel: ch, Thread: ts, M: m})
-	return nil
-}
-
-// text flattens a message for assertions.
-func text(m Message) string {
-	var b strings.Builder
-	for _, s := range m.Spans {
-		switch s.Kind {
-		case User:
-			b.WriteString("@" + s.Text)
-		case Thread:
-			b.WriteString("<thread " + s.TS + "|" + s.Text + ">")
-		default:
-			b.WriteString(s.Text)
-		}
-	}
-	return b.String()
-}
-
-func (r *recMessenger) lastEphemeral(t *testing.T, user string) Message {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.ephemerals) - 1; i >= 0; i-- {
-		if r.ephemerals[i].User == user {
-			return r.ephemerals[i].M
-		}
-	}
-	t.Fatalf("no ephemeral message to %s", user)
-	return Message{}
-}
-
-func (r *recMessenger) replyTexts() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, s := range r.replies {
-		out = append(out, text(s.M))
-	}
-	return out
-}
-
-func (r *recMessenger) hasReply(sub string) bool {
-	for _, s := range r.replyTexts() {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *recMessenger) cardCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.cards)
-}
-
-// fakeDir resolves user groups; err makes every lookup fail.
-type fakeDir struct {
-	groups map[string][]string
-	err    error
-	calls  atomic.Int32
-}
-
-func (d *fakeDir) GroupMembers(_ context.Context, g string) ([]string, error) {
-	d.calls.Add(1)
-	if d.err != nil {
-		return nil, d.err
-	}
-	return d.groups[g], nil
-}
-
-// recDefender wraps the simulator: it counts POSTs and lets a test replace
-// the outcome of the n-th POST (n from 1).
-type recDefender struct {
-	*defender.Simulator
-	posts    atomic.Int32
-	mu       sync.Mutex
-	comments []string
-	onPost   func(n int, real func() (defender.MachineAction, error)) (defender.MachineAction, error)
-	lookErr  error // returned by Machine and FindMachinesByName when set
-}
-
-func (d *recDefender) Machine(ctx context.Context, id string) (defender.Machine, error) {
-	if d.lookErr != nil {
-		return defender.Machine{}, d.lookErr
-	}
-	return d.Simulator.Machine(ctx, id)
-}
-
-func (d *recDefender) FindMachinesByName(ctx context.Context, name string) ([]defender.Machine, error) {
-	if d.lookErr != nil {
-		return nil, d.lookErr
-	}
-	return d.Simulator.FindMachinesByName(ctx, name)
-}
-
-func (d *recDefender) post(comment string, real func() (defender.MachineAction, error)) (defender.MachineAction, error) {
-	n := int(d.posts.Add(1))
-	d.mu.Lock()
-	d.comments = append(d.comments, comment)
-	hook := d.onPost
-	d.mu.Unlock()
-	if hook != nil {
-		return hook(n, real)
-	}
-	return real()
-}
-
-func (d *recDefender) Isolate(ctx context.Context, slot defender.Slot, id string, t defender.IsolationType, c string) (defender.MachineAction, error) {
-	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Isolate(ctx, slot, id, t, c) })
-}
-
-func (d *recDefender) Unisolate(ctx context.Context, slot defender.Slot, id, c string) (defender.MachineAction, error) {
-	return d.post(c, func() (defender.MachineAction, error) { return d.Simulator.Unisolate(ctx, slot, id, c) })
-}
-
-// simActions counts the Isolate/Unisolate actions MDE (the simulator) holds
-// for a machine: the ground truth of "called MDE exactly once".
-func simActions(t *testing.T, sim *defender.Simulator, machineID string) []defender.MachineAction {
-	t.Helper()
-	acts, err := sim.MachineActions(context.Background(), machineID)
-	if err != nil {
-		t.Fatalf("simulator actions: %v", err)
-	}
-	return acts
-}
-
+// env is a Service on the MDE simulator, the memory store and a recording
+// messenger, all on one test clock. Tests change behaviour through the
+// mock functions (e.def.MachineFn, e.msgr.PostCardFn, …) or onPost.
 type env struct {
 	t     *testing.T
-	clk   *clock
+	clk   *testclock.Clock
 	sim   *defender.Simulator
-	def   *recDefender
+	def   *mock.Defender // over sim; Isolate/Unisolate count and record
 	store Approvals
 	mem   *store.MemoryApprovals
-	msgr  *recMessenger
-	dir   *fakeDir
+	rec   *recorder
+	msgr  *mock.Messenger[Message, Card] // records into rec
+	dir   *mock.Directory
 	gate  Gate // nil: no slot is reserved before a POST
 	cfg   Config
 	svc   *Service
+
+	posts    atomic.Int32 // Isolate/Unisolate calls
+	dirCalls atomic.Int32 // Directory lookups
+	mu       sync.Mutex
+	comments []string // MDE comments of the posts
+	onPost   postHook
 }
 
 func testConfig() Config {
@@ -247,6 +67,7 @@ func testConfig() Config {
 		AllowedUsers:   []string{analyst, socGroup},
 		Approvers:      []string{boss, boss2},
 		ApprovalTTL:    time.Hour,
+		QueueMaxWait:   2 * time.Hour,
 		CommandTimeout: 5 * time.Second,
 		CallTimeout:    5 * time.Second,
 		PollInterval:   5 * time.Millisecond,
@@ -255,19 +76,25 @@ func testConfig() Config {
 	}
 }
 
-// newEnv wires a Service to the simulator, the memory store and the
-// recording messenger, all on one test clock.
+// newEnv builds an env; mod may change it (cfg, store, fakes) before the
+// Service is made.
 func newEnv(t *testing.T, mod ...func(*env)) *env {
 	t.Helper()
-	clk := newClock()
+	clk := testclock.New(testclock.Start)
 	sim := defender.NewSimulator(clk.Now)
 	mem := store.NewMemoryApprovals(store.ApprovalsConfig{Now: clk.Now})
-	e := &env{
-		t: t, clk: clk, sim: sim, def: &recDefender{Simulator: sim}, store: mem, mem: mem,
-		msgr: &recMessenger{},
-		dir:  &fakeDir{groups: map[string][]string{socGroup: {analyst2}}},
-		cfg:  testConfig(),
+	e := &env{t: t, clk: clk, sim: sim, def: mock.DefenderOver(sim), store: mem, mem: mem, rec: &recorder{}, cfg: testConfig()}
+	e.msgr = e.rec.messenger()
+	e.def.IsolateFn = func(ctx context.Context, slot defender.Slot, id string, typ defender.IsolationType, c string) (defender.MachineAction, error) {
+		return e.post(c, func() (defender.MachineAction, error) { return sim.Isolate(ctx, slot, id, typ, c) })
 	}
+	e.def.UnisolateFn = func(ctx context.Context, slot defender.Slot, id, c string) (defender.MachineAction, error) {
+		return e.post(c, func() (defender.MachineAction, error) { return sim.Unisolate(ctx, slot, id, c) })
+	}
+	e.dir = &mock.Directory{GroupMembersFn: func(_ context.Context, g string) ([]string, error) {
+		e.dirCalls.Add(1)
+		return map[string][]string{socGroup: {analyst2}}[g], nil
+	}}
 	for _, m := range mod {
 		m(e)
 	}
@@ -275,6 +102,25 @@ func newEnv(t *testing.T, mod ...func(*env)) *env {
 	return e
 }
 
+func (e *env) post(comment string, real func() (defender.MachineAction, error)) (defender.MachineAction, error) {
+	n := int(e.posts.Add(1))
+	e.mu.Lock()
+	e.comments = append(e.comments, comment)
+	hook := e.onPost
+	e.mu.Unlock()
+	if hook != nil {
+		return hook(n, real)
+	}
+	return real()
+}
+
+func (e *env) setOnPost(h postHook) {
+	e.mu.Lock()
+	e.onPost = h
+	e.mu.Unlock()
+}
+
+// newService is one more replica on the env's store, fakes and clock.
 func (e *env) newService() *Service {
 	s := New(e.cfg, Deps{
 		Defender: e.def, Approvals: e.store, Gate: e.gate, Messenger: e.msgr, Directory: e.dir,
@@ -286,7 +132,7 @@ func (e *env) newService() *Service {
 
 func (e *env) command(user, cmd, text string) {
 	e.t.Helper()
-	if err := e.svc.Command(context.Background(), Invocation{Command: cmd, Text: text, User: user, Channel: channel, TriggerID: "trig-" + text, RequestID: "env-1"}); err != nil {
+	if err := e.svc.Command(context.Background(), Invocation{Command: cmd, Text: text, User: user, Channel: channel, TriggerID: "trig-" + text, DeliveryID: "env-1"}); err != nil {
 		e.t.Logf("Command returned (for logs): %v", err)
 	}
 }
@@ -305,7 +151,7 @@ func (e *env) request() store.Request {
 	e.command(analyst, "/isolate", "web-01.contoso.local full suspicious beaconing")
 	r, err := e.store.ForMachine(context.Background(), defender.SimWeb01)
 	if err != nil || r.State != store.Pending {
-		e.t.Fatalf("no pending request for web-01: %+v, %v (ephemeral: %+v)", r, err, e.msgr.ephemerals)
+		e.t.Fatalf("no pending request for web-01: %+v, %v (ephemeral: %+v)", r, err, e.rec.ephemerals)
 	}
 	return r
 }
@@ -343,15 +189,45 @@ func (e *env) finish(id string) store.Request {
 	return e.get(id)
 }
 
-func (e *env) history(id string) []string {
+// events is the audit trail of id (a request id, or the delivery id of a
+// refused command).
+func (e *env) events(id string) []store.Event {
 	e.t.Helper()
 	evs, err := e.store.History(context.Background(), id)
 	if err != nil {
 		e.t.Fatalf("history %s: %v", id, err)
 	}
+	return evs
+}
+
+func (e *env) history(id string) []string {
+	e.t.Helper()
 	var out []string
-	for _, ev := range evs {
+	for _, ev := range e.events(id) {
 		out = append(out, ev.Type)
 	}
 	return out
+}
+
+// event is the last audit event of type typ for id; ok false if none.
+func (e *env) event(id, typ string) (store.Event, bool) {
+	e.t.Helper()
+	evs := e.events(id)
+	for j := len(evs) - 1; j >= 0; j-- {
+		if evs[j].Type == typ {
+			return evs[j], true
+		}
+	}
+	return store.Event{}, false
+}
+
+// simActions lists the Isolate/Unisolate actions MDE (the simulator) holds
+// for a machine: the ground truth of "called MDE exactly once".
+func simActions(t *testing.T, sim *defender.Simulator, machineID string) []defender.MachineAction {
+	t.Helper()
+	acts, err := sim.MachineActions(context.Background(), machineID)
+	if err != nil {
+		t.Fatalf("simulator actions: %v", err)
+	}
+	return acts
 }

@@ -11,13 +11,18 @@ import (
 
 const hexID = "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378"
 
+// parseCase is one Parse input and what it must give.
+type parseCase struct {
+	name, cmd, text string
+	want            Parsed
+	errHas          string // non-empty: a *UsageError containing this
+}
+
+var longComment = strings.Repeat("é", MaxCommentRunes)
+
 func TestParse(t *testing.T) {
-	long := strings.Repeat("é", MaxCommentRunes)
-	tests := []struct {
-		name, cmd, text string
-		want            Parsed
-		errHas          string // non-empty: a *UsageError containing this
-	}{
+	long := longComment
+	runParse(t, []parseCase{
 		{"empty is help", "/isolate", "", Parsed{Op: OpHelp}, ""},
 		{"help", "/isolate", "  HELP ", Parsed{Op: OpHelp}, ""},
 		{"unisolate help", "/unisolate", "help", Parsed{Op: OpHelp}, ""},
@@ -42,7 +47,12 @@ func TestParse(t *testing.T) {
 		{"status host", "/isolate", "status web-01", Parsed{Op: OpStatus, Machine: "web-01"}, ""},
 		{"status request", "/isolate", "Status R-7", Parsed{Op: OpStatus, RequestID: "r-7"}, ""},
 		{"cancel", "/isolate", "cancel r-70", Parsed{Op: OpCancel, RequestID: "r-70"}, ""},
+	})
+}
 
+func TestParseRejects(t *testing.T) {
+	long := longComment
+	runParse(t, []parseCase{
 		{"mailto rejected", "/isolate", "<mailto:a@b.c|a@b.c> full x", Parsed{}, "not a machine"},
 		{"user mention rejected", "/isolate", "<@U123> full x", Parsed{}, "not a machine"},
 		{"bad host", "/isolate", "web/01 full x", Parsed{}, "not a machine"},
@@ -60,7 +70,11 @@ func TestParse(t *testing.T) {
 		{"cancel not an id", "/isolate", "cancel web-01", Parsed{}, "not a request id"},
 		{"cancel r-0", "/isolate", "cancel r-0", Parsed{}, "not a request id"},
 		{"unknown command", "/contain", "x", Parsed{}, "Unknown command"},
-	}
+	})
+}
+
+func runParse(t *testing.T, tests []parseCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Parse(tt.cmd, tt.text)

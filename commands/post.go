@@ -68,7 +68,7 @@ func (s *Service) reserveSlot(ctx context.Context, r *store.Request) (*ratelimit
 	if !t.At.After(s.now()) {
 		return t, nil
 	}
-	nr, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: t.At, CheckAt: t.At.Add(s.lease())})
+	nr, err := s.leases.holdUntil(ctx, *r, t.At)
 	if err != nil {
 		t.Release()
 		return nil, fmt.Errorf("record queue slot of %s: %w", r.ID, err)

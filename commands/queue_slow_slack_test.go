@@ -13,6 +13,7 @@ import (
 
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/fakemde"
+	"github.com/soc/isolate-bot/internal/mock"
 	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/store"
 )
@@ -21,10 +22,10 @@ import (
 // set: Slack throttles posts per channel exactly when requests queue.
 const slackDelay = 3 * time.Second
 
-// slowMessenger is recMessenger whose Reply, Ephemeral and UpdateCard take
-// slackDelay (or until ctx ends) while slow is set.
+// slowMessenger is the recording messenger whose Reply, Ephemeral and
+// UpdateCard take slackDelay (or until ctx ends) while slow is set.
 type slowMessenger struct {
-	*recMessenger
+	*mock.Messenger[Message, Card]
 	slow atomic.Bool
 }
 
@@ -46,21 +47,21 @@ func (m *slowMessenger) Reply(ctx context.Context, ch, ts string, msg Message) e
 	if err := m.delay(ctx); err != nil {
 		return err
 	}
-	return m.recMessenger.Reply(ctx, ch, ts, msg)
+	return m.Messenger.Reply(ctx, ch, ts, msg)
 }
 
 func (m *slowMessenger) Ephemeral(ctx context.Context, ch, user string, msg Message) error {
 	if err := m.delay(ctx); err != nil {
 		return err
 	}
-	return m.recMessenger.Ephemeral(ctx, ch, user, msg)
+	return m.Messenger.Ephemeral(ctx, ch, user, msg)
 }
 
 func (m *slowMessenger) UpdateCard(ctx context.Context, ch, ts string, c Card) error {
 	if err := m.delay(ctx); err != nil {
 		return err
 	}
-	return m.recMessenger.UpdateCard(ctx, ch, ts, c)
+	return m.Messenger.UpdateCard(ctx, ch, ts, c)
 }
 
 // ticketLog is the production Gate, recording every slot it hands out.
@@ -93,7 +94,7 @@ func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 	}
 	lim := ratelimit.NewMemory(ratelimit.Config{Limits: ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: 2 * time.Second, Hour: time.Hour}})
 	gate := &ticketLog{g: ratelimit.NewGate(lim, time.Minute, nil, zerolog.Nop())}
-	msgr := &slowMessenger{recMessenger: &recMessenger{}}
+	msgr := &slowMessenger{Messenger: (&recorder{}).messenger()}
 	approvals := store.NewMemoryApprovals(store.ApprovalsConfig{})
 	cfg := testConfig()
 	cfg.CommandTimeout, cfg.PollInterval = 20*time.Second, time.Second

@@ -51,7 +51,7 @@ func (s *Service) Tick(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		case store.Approved, store.Executing:
-			if s.isInflight(r.ID) {
+			if s.leases.runsLocal(r.ID) {
 				continue // this process is on it
 			}
 			s.startExecution(r)

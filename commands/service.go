@@ -2,8 +2,6 @@ package commands
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,51 +9,6 @@ import (
 
 	"github.com/soc/isolate-bot/store"
 )
-
-// Config is the behaviour of a Service. Zero durations take the defaults
-// documented on each field.
-type Config struct {
-	AllowedUsers    []string      // Slack user ids (U…/W…) and user-group ids (S…) allowed to request
-	Approvers       []string      // same forms, allowed to approve/deny
-	AllowedChannels []string      // empty: any channel
-	ApprovalTTL     time.Duration // default 1h
-	QueueMaxWait    time.Duration // how long an approved request may wait for a rate-limit slot (default 2h)
-	CommandTimeout  time.Duration // per slash command / click work (default 20s)
-	CallTimeout     time.Duration // one MDE call (default 30s)
-	PollInterval    time.Duration // MachineAction status polling after the POST (default 30s)
-	PollFor         time.Duration // stop following status after this (default 30m)
-	GroupCacheTTL   time.Duration // user-group membership cache (default 5m)
-	SchedulerEvery  time.Duration // scheduler tick (default 5s)
-}
-
-// Defaults for the zero fields of Config.
-const (
-	DefaultApprovalTTL    = time.Hour
-	DefaultQueueMaxWait   = 2 * time.Hour
-	DefaultCommandTimeout = 20 * time.Second
-	DefaultCallTimeout    = 30 * time.Second
-	DefaultPollInterval   = 30 * time.Second
-	DefaultPollFor        = 30 * time.Minute
-	DefaultGroupCacheTTL  = 5 * time.Minute
-	DefaultSchedulerEvery = 5 * time.Second
-)
-
-func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.ApprovalTTL, DefaultApprovalTTL)
-	def(&c.QueueMaxWait, DefaultQueueMaxWait)
-	def(&c.CommandTimeout, DefaultCommandTimeout)
-	def(&c.CallTimeout, DefaultCallTimeout)
-	def(&c.PollInterval, DefaultPollInterval)
-	def(&c.PollFor, DefaultPollFor)
-	def(&c.GroupCacheTTL, DefaultGroupCacheTTL)
-	def(&c.SchedulerEvery, DefaultSchedulerEvery)
-	return c
-}
 
 // Deps are the parts a Service drives. Defender should have the same
 // ratelimit.Gate set for its reads, so that every MDE call is rate limited.
@@ -72,12 +25,12 @@ type Deps struct {
 
 // Invocation is one slash command as the transport received it.
 type Invocation struct {
-	Command   string // "/isolate" or "/unisolate"
-	Text      string // everything after the command
-	User      string // Slack user id of the caller
-	Channel   string // channel id where it was typed
-	TriggerID string
-	RequestID string // transport delivery id (e.g. Socket Mode envelope id), for the audit log
+	Command    string // "/isolate" or "/unisolate"
+	Text       string // everything after the command
+	User       string // Slack user id of the caller
+	Channel    string // channel id where it was typed
+	TriggerID  string
+	DeliveryID string // transport delivery id (e.g. Socket Mode envelope id), for the audit log; not a request id like r-7
 }
 
 // Click is one press of Approve or Deny on a request card.
@@ -94,10 +47,11 @@ type Click struct {
 // concurrent use; several Services (replicas) may share one store and never
 // send the same request to MDE twice.
 type Service struct {
-	cfg Config
-	d   Deps
-	now func() time.Time
-	log zerolog.Logger
+	cfg    Config
+	d      Deps
+	now    func() time.Time
+	log    zerolog.Logger
+	leases *leases // who owns which request, for how long: see lease.go
 
 	// bg carries background work (executions, status followers): detached
 	// from the triggering command's ctx, cancelled by Stop or when
@@ -106,14 +60,8 @@ type Service struct {
 	stopBg context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	inflight map[string]bool     // request ids this process is executing
-	groups   map[string]groupHit // user-group membership cache
-}
-
-type groupHit struct {
-	members map[string]bool
-	at      time.Time
+	mu     sync.Mutex
+	groups map[string]groupHit // user-group membership cache
 }
 
 // New returns a Service. Zero Config durations take their defaults.
@@ -122,15 +70,16 @@ func New(cfg Config, deps Deps) *Service {
 		deps.Now = time.Now
 	}
 	bg, stop := context.WithCancel(context.Background())
+	cfg = cfg.withDefaults()
 	return &Service{
-		cfg:      cfg.withDefaults(),
-		d:        deps,
-		now:      deps.Now,
-		log:      deps.Logger,
-		bg:       bg,
-		stopBg:   stop,
-		inflight: map[string]bool{},
-		groups:   map[string]groupHit{},
+		cfg:    cfg,
+		d:      deps,
+		now:    deps.Now,
+		log:    deps.Logger,
+		leases: newLeases(cfg, deps.Approvals, deps.Now),
+		bg:     bg,
+		stopBg: stop,
+		groups: map[string]groupHit{},
 	}
 }
 
@@ -149,84 +98,6 @@ func (s *Service) goBackground(fn func(ctx context.Context)) {
 		defer s.wg.Done()
 		fn(s.bg)
 	}()
-}
-
-// leaseFor is how long an executing request is ours before another
-// replica may take it over.
-func (s *Service) lease() time.Duration { return 2 * s.cfg.CallTimeout }
-
-// isMember reports whether user is listed in ids directly or through one of
-// the listed user groups (S…). A Directory failure is an error: callers
-// fail closed.
-func (s *Service) isMember(ctx context.Context, user string, ids []string) (bool, error) {
-	for _, id := range ids {
-		if id == user {
-			return true, nil
-		}
-	}
-	var errs []error
-	for _, id := range ids {
-		if !strings.HasPrefix(id, "S") {
-			continue
-		}
-		members, err := s.groupMembers(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if members[user] {
-			return true, nil
-		}
-	}
-	return false, errors.Join(errs...)
-}
-
-func (s *Service) groupMembers(ctx context.Context, group string) (map[string]bool, error) {
-	now := s.now()
-	s.mu.Lock()
-	hit, ok := s.groups[group]
-	s.mu.Unlock()
-	if ok && now.Sub(hit.at) < s.cfg.GroupCacheTTL {
-		return hit.members, nil
-	}
-	if s.d.Directory == nil {
-		return nil, errors.New("no user directory is configured to resolve user group " + group)
-	}
-	list, err := s.d.Directory.GroupMembers(ctx, group)
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]bool, len(list))
-	for _, u := range list {
-		m[u] = true
-	}
-	s.mu.Lock()
-	s.groups[group] = groupHit{members: m, at: now}
-	s.mu.Unlock()
-	return m, nil
-}
-
-// claimLocal marks id as executed by this process; false if it already is.
-func (s *Service) claimLocal(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inflight[id] {
-		return false
-	}
-	s.inflight[id] = true
-	return true
-}
-
-func (s *Service) releaseLocal(id string) {
-	s.mu.Lock()
-	delete(s.inflight, id)
-	s.mu.Unlock()
-}
-
-func (s *Service) isInflight(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inflight[id]
 }
 
 // logger returns the ctx logger if one is attached, else the Service's.

@@ -238,10 +238,10 @@ func (c *Console) do(ctx context.Context, svc Service, cur Identity, line, id st
 			Approve: strings.EqualFold(word, "approve"), TriggerID: id})
 	case "/isolate", "isolate", "/unisolate", "unisolate":
 		err = svc.Command(ctx, commands.Invocation{Command: "/" + strings.TrimPrefix(strings.ToLower(word), "/"),
-			Text: rest, User: cur.ID, Channel: c.channel, TriggerID: id, RequestID: id})
+			Text: rest, User: cur.ID, Channel: c.channel, TriggerID: id, DeliveryID: id})
 	case "status", "cancel":
 		err = svc.Command(ctx, commands.Invocation{Command: "/isolate", Text: strings.ToLower(word) + " " + rest,
-			User: cur.ID, Channel: c.channel, TriggerID: id, RequestID: id})
+			User: cur.ID, Channel: c.channel, TriggerID: id, DeliveryID: id})
 	default:
 		c.say("(console) unknown command " + strconv.Quote(clean(word)) + "; type help\n")
 	}

@@ -8,6 +8,10 @@ import (
 	"github.com/soc/isolate-bot/store"
 )
 
+// The decide stage: Approve and Deny on a request card. The first decision
+// wins (a compare-and-set on the pending state); approval hands the request
+// to the send stage in this process at once (see lease.go).
+
 // Click handles Approve/Deny on a request card. The requester may not
 // decide their own request (two-person rule); only approvers decide; the
 // first decision wins and later clicks are told who decided. Approval
@@ -17,59 +21,31 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 	defer cancel()
 	log := s.log.With().Str("request_id", c.RequestID).Str("user", c.User).Bool("approve", c.Approve).Logger()
 	ctx = log.WithContext(ctx)
-	verb := "deny"
-	if c.Approve {
-		verb = "approve"
-	}
-	refuse := func(machineID, reason string, m Message) {
-		log.Info().Str("reason", reason).Msg("click refused")
-		s.ephemeral(ctx, c.Channel, c.User, m)
-		s.audit(ctx, store.Event{RequestID: c.RequestID, Type: store.EventClickRefused, Actor: c.User, MachineID: machineID, Reason: verb + ": " + reason})
-	}
 
 	r, err := s.d.Approvals.Get(ctx, c.RequestID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		refuse("", "unknown request", msg(txt("Request "), code(c.RequestID), txt(" is unknown; nothing was decided.")))
+		s.refuseClick(ctx, c, "", "unknown request", msg(txt("Request "), code(c.RequestID), txt(" is unknown; nothing was decided.")))
 		return nil
 	case err != nil:
-		refuse("", "state store: "+err.Error(), msg(txt("The state store is unavailable, nothing was decided; try again shortly.")))
+		s.refuseClick(ctx, c, "", "state store: "+err.Error(), msg(txt("The state store is unavailable, nothing was decided; try again shortly.")))
 		return fmt.Errorf("get %s: %w", c.RequestID, err)
 	}
-	log = log.With().Str("machine", r.MachineID).Logger()
-	ctx = log.WithContext(ctx)
+	ctx = log.With().Str("machine", r.MachineID).Logger().WithContext(ctx)
 	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
 	if cardUnrecorded {
 		r.Channel, r.MessageTS = c.Channel, c.MessageTS
 	}
-	if c.User == r.Requester {
-		m := msg(txtf("You cannot %s your own request: another approver must decide (two-person rule).", verb))
-		if !c.Approve {
-			m.Spans = append(m.Spans, txt(" To withdraw it, use "), code("/isolate cancel "+r.ID), txt("."))
-		}
-		refuse(r.MachineID, "own request", m)
-		return nil
-	}
-	ok, err := s.isMember(ctx, c.User, s.cfg.Approvers)
-	if err != nil && !ok {
-		refuse(r.MachineID, "membership check failed: "+err.Error(),
-			msg(txt("I could not check your user-group membership with Slack, so nothing was decided (fail closed); try again shortly.")))
-		return nil
-	}
-	if !ok {
-		refuse(r.MachineID, "not an approver", msg(txtf("Only approvers can %s isolation requests; you are not one of them.", verb)))
+	if !s.mayDecide(ctx, c, r) {
 		return nil
 	}
 	if r.State != store.Pending {
 		s.ephemeral(ctx, c.Channel, c.User, decidedMessage(r))
 		return nil
 	}
-
 	ch := store.Change{To: store.Denied, By: c.User}
 	if c.Approve {
-		// The approver's process claims it at once; the scheduler only
-		// steps in if that process dies first.
-		ch = store.Change{To: store.Approved, By: c.User, CheckAt: s.now().Add(s.lease())}
+		ch = s.leases.approval(c.User)
 	}
 	if cardUnrecorded && c.MessageTS != "" {
 		// The click beat the recording of the card's ts (the requester's
@@ -77,22 +53,65 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		// that very card, so record its ts now or the thread is lost.
 		ch.Channel, ch.MessageTS = c.Channel, c.MessageTS
 	}
+	return s.decide(ctx, c, r, ch)
+}
+
+func verbOf(c Click) string {
+	if c.Approve {
+		return "approve"
+	}
+	return "deny"
+}
+
+// refuseClick tells the clicker why nothing was decided and audits it.
+func (s *Service) refuseClick(ctx context.Context, c Click, machineID, reason string, m Message) {
+	s.logger(ctx).Info().Str("reason", reason).Msg("click refused")
+	s.ephemeral(ctx, c.Channel, c.User, m)
+	s.audit(ctx, store.Event{RequestID: c.RequestID, Type: store.EventClickRefused, Actor: c.User, MachineID: machineID, Reason: verbOf(c) + ": " + reason})
+}
+
+// mayDecide enforces the two-person rule and the approvers list, failing
+// closed when membership cannot be checked. It returns false after refusing.
+func (s *Service) mayDecide(ctx context.Context, c Click, r store.Request) bool {
+	verb := verbOf(c)
+	if c.User == r.Requester {
+		m := msg(txtf("You cannot %s your own request: another approver must decide (two-person rule).", verb))
+		if !c.Approve {
+			m.Spans = append(m.Spans, txt(" To withdraw it, use "), code("/isolate cancel "+r.ID), txt("."))
+		}
+		s.refuseClick(ctx, c, r.MachineID, "own request", m)
+		return false
+	}
+	ok, err := s.isMember(ctx, c.User, s.cfg.Approvers)
+	if err != nil && !ok {
+		s.refuseClick(ctx, c, r.MachineID, "membership check failed: "+err.Error(),
+			msg(txt("I could not check your user-group membership with Slack, so nothing was decided (fail closed); try again shortly.")))
+		return false
+	}
+	if !ok {
+		s.refuseClick(ctx, c, r.MachineID, "not an approver", msg(txtf("Only approvers can %s isolation requests; you are not one of them.", verb)))
+		return false
+	}
+	return true
+}
+
+// decide records the decision ch on pending r, tells the card, the thread
+// and the audit log, and starts sending an approved request.
+func (s *Service) decide(ctx context.Context, c Click, r store.Request, ch store.Change) error {
 	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, ch)
-	var ce *store.ConflictError
-	switch {
-	case errors.As(err, &ce):
-		cur := ce.Current
+	if cur, ok := lost(err); ok {
 		if cur.Channel == "" || cur.MessageTS == "" {
 			cur.Channel, cur.MessageTS = r.Channel, r.MessageTS
 		}
-		if cur.State == store.Expired && cur.DecidedBy == systemActor && r.State == store.Pending {
+		if cur.State == store.Expired && cur.DecidedBy == systemActor {
 			// The store expired it on this very call (nothing else would
 			// announce it: the scheduler only sees open requests).
 			s.announceExpired(ctx, cur)
 		}
 		s.ephemeral(ctx, c.Channel, c.User, decidedMessage(cur))
 		return nil
-	case err != nil:
+	}
+	if err != nil {
 		s.ephemeral(ctx, c.Channel, c.User, msg(txt("The state store is unavailable, nothing was decided; try again shortly.")))
 		return fmt.Errorf("decide %s: %w", r.ID, err)
 	}
@@ -100,6 +119,7 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		d.Channel, d.MessageTS = r.Channel, r.MessageTS
 	}
 	s.updateCard(ctx, d)
+	log := s.logger(ctx)
 	if c.Approve {
 		s.reply(ctx, d, msg(txt("Approved by "), who(c.User), txtf(" at %s; sending to MDE.", hhmm(d.DecidedAt))))
 		s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID})

@@ -1,0 +1,138 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/soc/isolate-bot/store"
+)
+
+// The lease protocol: which replica owns a request, for how long, and how
+// ownership passes on. Every replica shares one store; the request's
+// CheckAt is the end of its owner's lease, and the store's Due lists the
+// requests whose lease has run out, for any replica's scheduler to take.
+//
+//	state                     owner                           lease (CheckAt)
+//	pending                   nobody; the scheduler expires   ExpiresAt (set by the store)
+//	approved                  the approver's process claims   now + callLease, then the scheduler claims
+//	executing, before POST    the claimer, renewing per try   now + callLease; queued: RunAt + callLease
+//	executing, after POST     the follower, renewing per poll now + followLease
+//	handed back (retry)       whichever scheduler comes next  now + retrySoon
+//
+// A taker-over of an executing request without an action id reconciles
+// with MDE (the request's marker) before any call; one with an action id
+// resumes following it. Every write by an owner (claim, renew, take over,
+// hand back, end) is a compare-and-set on the request's version, so a
+// replica whose lease ran out cannot overwrite the new owner's work: its
+// write fails with *store.ConflictError and it stops. Pending requests
+// have no owner: their decisions (approve, deny, cancel, expire) are a
+// compare-and-set on the state, and the first one wins.
+type leases struct {
+	approvals Approvals
+	now       func() time.Time
+	cfg       Config
+
+	mu    sync.Mutex
+	local map[string]bool // request ids this process runs, so one Tick does not start a second runner
+}
+
+func newLeases(cfg Config, a Approvals, now func() time.Time) *leases {
+	return &leases{approvals: a, now: now, cfg: cfg, local: map[string]bool{}}
+}
+
+// callLease is how long a claim lasts around one MDE call: the call's own
+// timeout, and as much again for recording its outcome.
+func (l *leases) callLease() time.Duration { return 2 * l.cfg.CallTimeout }
+
+// followLease is how long a follower's claim lasts between two status
+// polls: one poll interval plus a call.
+func (l *leases) followLease() time.Duration { return l.cfg.PollInterval + l.callLease() }
+
+// retrySoon is how long a handed-back request waits: about two scheduler
+// ticks, so any replica (this one included) resumes it promptly.
+func (l *leases) retrySoon() time.Duration { return 2 * l.cfg.SchedulerEvery }
+
+// approval is the change that approves a pending request: the approver's
+// process claims it at once; the scheduler steps in only if that process
+// dies before, once callLease has passed.
+func (l *leases) approval(by string) store.Change {
+	return store.Change{To: store.Approved, By: by, CheckAt: l.now().Add(l.callLease())}
+}
+
+// claim makes this replica the owner of an approved request. Exactly one
+// replica wins; the others get *store.ConflictError.
+func (l *leases) claim(ctx context.Context, r store.Request) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Approved, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: l.now().Add(l.callLease())})
+}
+
+// takeOver makes this replica the owner of an executing request whose
+// owner stopped renewing. Exactly one replica wins.
+func (l *leases) takeOver(ctx context.Context, r store.Request) (store.Request, error) {
+	return l.renew(ctx, r, l.callLease())
+}
+
+// renew keeps r ours for d more.
+func (l *leases) renew(ctx context.Context, r store.Request, d time.Duration) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: l.now().Add(d)})
+}
+
+// holdUntil keeps r ours through a wait until at (a rate-limit slot, a 429's
+// Retry-After), then one call; RunAt records when it runs.
+func (l *leases) holdUntil(ctx context.Context, r store.Request, at time.Time) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: at, CheckAt: at.Add(l.callLease())})
+}
+
+// following records the MDE action r created and keeps r ours while we
+// follow it.
+func (l *leases) following(ctx context.Context, r store.Request, actionID string) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version,
+		MachineActionID: actionID, CheckAt: l.now().Add(l.followLease()), Note: "MDE action " + actionID})
+}
+
+// handBack gives r back to the schedulers, to be resumed after retrySoon
+// (reconciling first). note, when set, is recorded so the thread hears a
+// repeated cause once.
+func (l *leases) handBack(ctx context.Context, r store.Request, note string) error {
+	_, err := l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: l.now().Add(l.retrySoon()), Note: note})
+	return err
+}
+
+// end moves r, which we own, to a final state (done or failed).
+func (l *leases) end(ctx context.Context, r store.Request, to store.State, actionID, note string) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, IfVersion: r.Version, MachineActionID: actionID, Note: note})
+}
+
+// lost reports whether err means another replica owns the request now (or
+// it ended), with the request as it is.
+func lost(err error) (store.Request, bool) {
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		return ce.Current, true
+	}
+	return store.Request{}, false
+}
+
+// runLocal marks id as run by this process; false if it already is.
+func (l *leases) runLocal(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.local[id] {
+		return false
+	}
+	l.local[id] = true
+	return true
+}
+
+func (l *leases) doneLocal(id string) {
+	l.mu.Lock()
+	delete(l.local, id)
+	l.mu.Unlock()
+}
+
+func (l *leases) runsLocal(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.local[id]
+}

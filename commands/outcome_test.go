@@ -1,0 +1,56 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/store"
+)
+
+// TestClassify pins what each MDE error means for a request: one row per
+// kind of error the send loop meets. Changing an outcome is changing a row.
+func TestClassify(t *testing.T) {
+	at := time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC)
+	throttled := func(after time.Duration) error {
+		return &defender.APIError{Op: "isolate", Status: 429, Kind: defender.ErrThrottled, RetryAfter: after}
+	}
+	forbidden := &defender.APIError{Op: "isolate", Status: 403, Kind: defender.ErrForbidden}
+	for _, tc := range []struct {
+		name string
+		err  error
+		try  sendTry
+		want outcome
+	}{
+		{name: "taken over while queued", err: fmt.Errorf("record queue slot: %w", &store.ConflictError{}),
+			want: outcome{verdict: notOurs}},
+		{name: "rate limit booked beyond the wait", err: &RateLimitError{Budget: "isolate", At: at}, try: sendTry{queueMaxWait: 2 * time.Hour},
+			want: outcome{verdict: fail, why: "MDE's rate limit is booked until 11:00:00 UTC, beyond the 2h0m0s this request may wait; nothing was sent to MDE. Request again after that time."}},
+		{name: "limiter down", err: fmt.Errorf("%w: reserve: %w", ErrLimiterUnavailable, store.ErrUnavailable),
+			want: outcome{verdict: handBack}},
+		{name: "store down", err: store.ErrUnavailable, want: outcome{verdict: handBack}},
+		{name: "429 with Retry-After", err: throttled(7 * time.Second),
+			want: outcome{verdict: sendLater, after: 7 * time.Second, call: "throttled"}},
+		{name: "third 429 without Retry-After backs off", err: throttled(0), try: sendTry{throttled: 2},
+			want: outcome{verdict: sendLater, after: 30 * time.Second, call: "throttled"}},
+		{name: "fifth 429 gives up", err: throttled(time.Second), try: sendTry{throttled: maxThrottled - 1},
+			want: outcome{verdict: fail, call: "throttled", why: "MDE kept throttling us (HTTP 429) after 5 attempts; nothing was isolated. Try again later."}},
+		{name: "outcome unknown", err: &defender.APIError{Op: "isolate", Kind: defender.ErrOutcomeUnknown},
+			want: outcome{verdict: reconcileFirst, call: "outcome unknown"}},
+		{name: "action already in progress", err: &defender.APIError{Op: "isolate", Status: 400, Kind: defender.ErrAlreadyInProgress},
+			want: outcome{verdict: actionUnderWay, call: "already in progress"}},
+		{name: "forbidden", err: forbidden, want: outcome{verdict: fail, call: "error", why: describeMDEError(forbidden)}},
+		{name: "MDE unavailable", err: &defender.APIError{Op: "isolate", Status: 503, Kind: defender.ErrUnavailable},
+			want: outcome{verdict: fail, call: "error", why: "MDE is unavailable right now (HTTP 503); try again later."}},
+		{name: "not from MDE's vocabulary", err: errors.New("boom"),
+			want: outcome{verdict: fail, call: "error", why: "the MDE call failed unexpectedly (details in the bot's logs)."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classify(tc.err, tc.try); got != tc.want {
+				t.Fatalf("classify(%v) = %+v\nwant %+v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
