@@ -255,3 +255,21 @@ func TestFinishBackgroundStopsScheduler(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// TestCloseWithoutRun: an App that never ran gives back its port on Close.
+func TestCloseWithoutRun(t *testing.T) {
+	w := newWorld(t)
+	a, err := New(w.config(t, nil), w.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.Addr()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("port %s not released by Close: %v", addr, err)
+	}
+	ln.Close()
+}
