@@ -1,25 +1,40 @@
-package bot
+package bot_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
-	"github.com/soc/isolate-bot/commands"
+	"github.com/soc/isolate-bot/bot"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/app"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
-	"github.com/soc/isolate-bot/internal/ratelimit"
 	"github.com/soc/isolate-bot/internal/redistest"
 	"github.com/soc/isolate-bot/internal/syncbuf"
 	"github.com/soc/isolate-bot/store"
+)
+
+// Package bot's names the tests below use unqualified.
+const (
+	ActionApprove = bot.ActionApprove
+	ActionDeny    = bot.ActionDeny
+	BlockIDPrefix = bot.BlockIDPrefix
+	wait          = bot.Wait
+)
+
+var (
+	unesc       = bot.Unesc
+	waitUntil   = bot.WaitUntil
+	assertNoRaw = bot.AssertNoRaw
 )
 
 const (
@@ -101,10 +116,11 @@ type e2eWorld struct {
 	logs   *syncbuf.Buffer
 }
 
+// e2eOptions are what a test changes in an instance: configuration
+// variables and timings over the world's defaults.
 type e2eOptions struct {
-	commands commands.Config
-	limits   ratelimit.Limits
-	bot      Config
+	env     map[string]string
+	timings app.Timings
 }
 
 func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
@@ -129,86 +145,88 @@ func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
 	return w
 }
 
-// instance is one running isolate-bot process: its own Redis clients, MDE
-// client (token cache), Slack client, Service and Runner.
+// instance is one running isolate-bot process, built by internal/app as
+// production builds it: its own Redis clients, MDE client (token cache),
+// Slack client, metrics, Service and Runner.
 type instance struct {
-	svc     *commands.Service
-	runner  *Runner
-	metrics *testMetrics
+	app     *app.App
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
 }
 
+// env is the instance's configuration: fake Slack, fake MDE and Azure AD
+// over TLS, the world's Redis, an ops HTTP port of its own.
+func (w *e2eWorld) env(extra map[string]string) func(string) string {
+	env := map[string]string{
+		"SLACK_APP_TOKEN":      w.fs.AppToken(),
+		"SLACK_BOT_TOKEN":      w.fs.BotToken(),
+		"SLACK_API_URL":        w.fs.APIURL(),
+		"AZURE_TENANT_ID":      fakemde.TenantID,
+		"AZURE_CLIENT_ID":      fakemde.ClientID,
+		"AZURE_CLIENT_SECRET":  fakemde.ClientSecret,
+		"AZURE_AUTHORITY_HOST": w.mde.URL(),
+		"DEFENDER_API_URL":     w.mde.URL(),
+		"REDIS_URL":            "redis://" + w.redis.Addr + "/0",
+		"REDIS_PREFIX":         w.prefix,
+		"ALLOWED_USER_IDS":     "U0ALICE,U0BOB,U0CAROL",
+		"APPROVER_USER_IDS":    "U0BOB,U0CAROL",
+		"HTTP_ADDR":            "127.0.0.1:0",
+	}
+	maps.Copy(env, extra)
+	return func(k string) string { return env[k] }
+}
+
 func (w *e2eWorld) start(o e2eOptions) *instance {
 	t := w.t
 	t.Helper()
-	logger := zerolog.New(w.logs).With().Timestamp().Logger()
-	rdb := w.redis.Client()
-	approvals := store.NewApprovals(rdb, store.ApprovalsConfig{Prefix: w.prefix})
-	limiter := ratelimit.New(rdb, ratelimit.Config{Limits: o.limits, Prefix: w.prefix})
-	gate := ratelimit.NewGate(limiter, time.Minute, nil, zerolog.Nop())
-	dc, err := defender.New(defender.Config{APIURL: w.mde.URL(), AuthorityHost: w.mde.URL(), TenantID: fakemde.TenantID,
-		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret, HTTPClient: w.mde.HTTPClient(), Gate: gate, Logger: logger})
+	cfg, err := config.Load(w.env(o.env))
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := slack.New(w.fs.BotToken(), slack.OptionAppLevelToken(w.fs.AppToken()), slack.OptionAPIURL(w.fs.APIURL()))
-	msg := NewSlack(api, logger)
-	cc := o.commands
-	if cc.AllowedUsers == nil {
-		cc.AllowedUsers = []string{"U0ALICE", "U0BOB", "U0CAROL"}
+	timings := o.timings
+	if timings.PollInterval == 0 {
+		timings.PollInterval = 20 * time.Millisecond
 	}
-	if cc.Approvers == nil {
-		cc.Approvers = []string{"U0BOB", "U0CAROL"}
+	if timings.SchedulerEvery == 0 {
+		timings.SchedulerEvery = 50 * time.Millisecond
 	}
-	if cc.PollInterval == 0 {
-		cc.PollInterval = 20 * time.Millisecond
+	a, err := app.New(cfg, app.Options{
+		Log:           zerolog.New(w.logs).With().Timestamp().Logger(),
+		MDEHTTPClient: w.mde.HTTPClient(),
+		Timings:       timings,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if cc.SchedulerEvery == 0 {
-		cc.SchedulerEvery = 50 * time.Millisecond
-	}
-	svc := commands.New(cc, commands.Deps{Defender: dc, Approvals: approvals, Gate: gate, Messenger: msg,
-		Directory: msg, Logger: logger})
-	bc := o.bot
-	if bc.PingInterval == 0 {
-		bc.PingInterval = 5 * time.Second
-	}
-	in := &instance{svc: svc, metrics: &testMetrics{}, done: make(chan error, 2)}
-	in.runner = New(bc, svc, api, approvals, logger, in.metrics)
+	in := &instance{app: a, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	opened := w.fs.ConnectionsOpened()
-	go func() { in.done <- in.runner.Run(ctx) }()
-	go func() { in.done <- svc.RunScheduler(ctx) }()
+	go func() { in.done <- a.Run(ctx) }()
 	t.Cleanup(func() { in.stop(t) })
 	if err := w.fs.WaitConnectionsOpened(opened+1, wait); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "instance connected", in.runner.Connected)
+	waitUntil(t, "instance connected", a.Connected)
 	return in
 }
 
-// stop ends the instance like a SIGTERM: Runner drains, background work stops.
+// stop ends the instance like a SIGTERM: the app's ordered shutdown.
 func (in *instance) stop(t testing.TB) {
 	if in.stopped {
 		return
 	}
 	in.stopped = true
 	in.cancel()
-	for range 2 {
-		select {
-		case err := <-in.done:
-			if err != nil {
-				t.Errorf("instance stopped with %v", err)
-			}
-		case <-time.After(wait):
-			t.Error("instance did not stop")
-			return
+	select {
+	case err := <-in.done:
+		if err != nil {
+			t.Errorf("instance stopped with %v", err)
 		}
+	case <-time.After(wait):
+		t.Error("instance did not stop")
 	}
-	in.svc.Stop()
-	in.svc.Wait()
 }
 
 // card waits for the request card on machine host in C1 posted after

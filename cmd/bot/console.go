@@ -2,18 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/soc/isolate-bot/commands"
+	"github.com/soc/isolate-bot/internal/app"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/console"
 )
@@ -29,9 +29,9 @@ const (
 	consoleDrain = time.Minute
 )
 
-// runConsole is the terminal try-out: the commands.Service with the
-// simulator and in-memory state (unless DEFENDER_* / REDIS_URL say
-// otherwise), driven from stdin.
+// runConsole is the terminal try-out: internal/app with the console as its
+// transport, the simulator and in-memory state (unless DEFENDER_* /
+// REDIS_URL say otherwise), driven from stdin.
 func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadConsole(getenv)
 	if err != nil {
@@ -56,31 +56,54 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 	if getenv("LOG_FORMAT") == "" {
 		format = "console"
 	}
-	log := newLogger(level, format, stderr)
-
-	o := coreOptions{now: time.Now, log: log, simSpeed: speed, console: true}
-	c, err := newCore(ctx, cfg, o)
-	if err != nil {
-		return err
-	}
-	defer c.close()
+	log := app.NewLogger(level, format, stderr)
 
 	channel := "C0CONSOLE"
 	if len(cfg.AllowedChannelIDs) > 0 {
 		channel = cfg.AllowedChannelIDs[0]
 	}
 	con := console.New(stdout, channel, identities(cfg))
-	svc := c.service(cfg, o, commands.Config{
-		PollInterval:   scale(consolePoll),
-		PollFor:        scale(consolePollFor),
-		SchedulerEvery: scale(consoleSchedule),
-	}, con, con)
+	a, err := app.New(cfg, app.Options{
+		Log:      log,
+		Version:  version,
+		Console:  &app.Console{Messenger: con, Directory: con},
+		SimSpeed: speed,
+		Timings: app.Timings{
+			PollInterval:   scale(consolePoll),
+			PollFor:        scale(consolePollFor),
+			SchedulerEvery: scale(consoleSchedule),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	con.PrintBanner(banner(cfg, a))
 
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(runCtx) }()
+
+	quit, runErr := con.Run(ctx, stdin, a.Service(), isTerminal(stdin))
+	if !quit && ctx.Err() == nil {
+		// End of input: let running work finish so a piped script sees it.
+		dctx, cancel := context.WithTimeout(ctx, scale(consoleDrain))
+		if a.FinishBackground(dctx) != nil && ctx.Err() == nil {
+			fmt.Fprintf(stdout, "(console) stopped waiting for running work after %s\n", scale(consoleDrain))
+		}
+		cancel()
+	}
+	stop()
+	return errors.Join(runErr, <-ran)
+}
+
+// banner says what the console is connected to.
+func banner(cfg config.Config, a *app.App) console.Banner {
 	b := console.Banner{MDE: "real API at " + cfg.DefenderAPIURL + " (DEFENDER_SIMULATE=true for the simulator)",
 		State: "in memory (set REDIS_URL to share state with running bots)"}
-	if c.sim != nil {
+	if sim := a.Simulator(); sim != nil {
 		b.MDE = "simulator (set DEFENDER_SIMULATE=false and AZURE_* for the real API)"
-		for _, m := range c.sim.Machines() {
+		for _, m := range sim.Machines() {
 			if !slices.Contains(b.Machines, m.ComputerDNSName) { // the simulator has a duplicate on purpose
 				b.Machines = append(b.Machines, m.ComputerDNSName)
 			}
@@ -89,44 +112,7 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 	if cfg.UseRedis() {
 		b.State = "Redis " + config.RedactRedisURL(cfg.RedisURL.Reveal()) + " (empty REDIS_URL for in-memory)"
 	}
-	con.PrintBanner(b)
-
-	// The console ticks the scheduler itself rather than through
-	// RunScheduler, so that at end of input it can stop new work from
-	// starting and then wait for what runs, without stopping it.
-	tickCtx, stopTicks := context.WithCancel(ctx)
-	var ticks sync.WaitGroup
-	ticks.Go(func() {
-		t := time.NewTicker(scale(consoleSchedule))
-		defer t.Stop()
-		for {
-			if err := svc.Tick(tickCtx); err != nil && tickCtx.Err() == nil {
-				log.Error().Err(err).Msg("scheduler pass failed")
-			}
-			select {
-			case <-tickCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	})
-
-	quit, runErr := con.Run(ctx, stdin, svc, isTerminal(stdin))
-	stopTicks()
-	ticks.Wait()
-	if !quit && ctx.Err() == nil {
-		done := make(chan struct{})
-		go func() { svc.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		case <-time.After(scale(consoleDrain)):
-			fmt.Fprintf(stdout, "(console) stopped waiting for running work after %s\n", scale(consoleDrain))
-		}
-	}
-	svc.Stop()
-	svc.Wait()
-	return runErr
+	return b
 }
 
 // identities are the console's users: alice and bob for the default ids,

@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
-
+	"github.com/soc/isolate-bot/internal/app"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/ops"
 )
@@ -83,39 +79,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 }
 
-// runBot serves Slack until ctx ends (SIGINT/SIGTERM), then shuts down in order.
+// runBot serves Slack until ctx ends (SIGINT/SIGTERM); internal/app then
+// shuts down in its documented order.
 func runBot(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	log := app.NewLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	log.Info().Str("version", version).Bool("simulate", cfg.DefenderSimulate).Bool("redis", cfg.UseRedis()).
 		Str("defender_api", cfg.DefenderAPIURL).Msg("starting isolate-bot")
 	log.Debug().Str("config", cfg.Redacted()).Msg("configuration")
-	return serveBot(ctx, cfg, log, time.Now)
-}
-
-// newLogger builds the root logger: JSON for collectors, or zerolog's
-// console writer for humans, on w (stderr). It also becomes the
-// context default, so zerolog.Ctx never silently drops a line.
-func newLogger(level zerolog.Level, format string, w io.Writer) zerolog.Logger {
-	out := w
-	if format == "console" {
-		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	a, err := app.New(cfg, app.Options{Log: log, Version: version})
+	if err != nil {
+		return err
 	}
-	log := zerolog.New(out).Level(level).With().Timestamp().Str("service", "isolate-bot").Logger()
-	zerolog.DefaultContextLogger = &log
-	// go-redis logs pool trouble through its own stderr logger; keep one format.
-	redis.SetLogger(redisLogger{log.With().Str("component", "redis").Logger()})
-	return log
-}
-
-// redisLogger adapts zerolog to go-redis's internal logging.
-type redisLogger struct{ l zerolog.Logger }
-
-func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
-	r.l.Warn().Msg(ops.Redact(fmt.Sprintf(format, v...)))
+	return a.Run(ctx)
 }
 
 func versionString() string {
@@ -129,12 +108,4 @@ func versionString() string {
 		s += " " + bi.GoVersion
 	}
 	return s
-}
-
-// ignoreCanceled maps the normal end of a component (its ctx ended) to nil.
-func ignoreCanceled(err error) error {
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
 }

@@ -1,0 +1,272 @@
+// Package app is isolate-bot's one wiring. New builds every part once from
+// the configuration: Redis (or in-memory state), the state store, the rate
+// limiter and its gate, the MDE client or simulator, the metrics decorators,
+// the commands.Service, the transport (Slack Socket Mode, or the console's
+// Messenger) and the ops HTTP server. Run serves until its context ends or a
+// part fails and then shuts the parts down in the order of shutdownSteps.
+//
+// The Slack bot, the console and the in-process end-to-end tests all run
+// this package; the differences are Options, not a second wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/soc/isolate-bot/bot"
+	"github.com/soc/isolate-bot/commands"
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/config"
+	"github.com/soc/isolate-bot/internal/ops"
+)
+
+// Options are what differs between production, the console and tests. The
+// zero value is production (apart from Log, which discards).
+type Options struct {
+	// Now is every part's clock; nil means time.Now.
+	Now func() time.Time
+	// Log is the root logger (cmd/bot builds it with NewLogger). The zero
+	// value discards.
+	Log zerolog.Logger
+	// Version is reported to MDE (User-Agent) and in the usage text.
+	Version string
+	// MDEHTTPClient carries the calls to Azure AD and MDE (tests: a client
+	// trusting the fake's certificate); nil: the defender package's default.
+	MDEHTTPClient *http.Client
+	// SlackHTTPClient carries the Slack Web API calls; nil: a client with a
+	// 30 s timeout. SLACK_API_URL says where they go.
+	SlackHTTPClient *http.Client
+	// Console, when set, is the transport instead of Slack: no Socket Mode
+	// runner and no ops HTTP server (nothing to probe, and HTTP_ADDR would
+	// clash with a bot on the same host).
+	Console *Console
+	// NoScheduler runs no scheduler loop: pending requests do not expire and
+	// stranded ones are not taken over by this process.
+	NoScheduler bool
+	// SimSpeed > 1 runs the simulator's actions that many times faster (the
+	// console's CONSOLE_SPEED).
+	SimSpeed float64
+	// Timings shorten the timings that have no configuration variable.
+	Timings Timings
+}
+
+// Console is the console's transport: cards and replies go to Messenger,
+// user groups are resolved by Directory (may be nil).
+type Console struct {
+	Messenger commands.Messenger
+	Directory commands.Directory
+}
+
+// Timings override timings that have no configuration variable; zero keeps
+// the real value. The console and the tests run faster with them.
+type Timings struct {
+	PollInterval   time.Duration // MDE action status reads while following
+	PollFor        time.Duration // how long an action is followed
+	SchedulerEvery time.Duration // scheduler pass interval
+	MinuteWindow   time.Duration // the limiter's "minute" window
+	HourWindow     time.Duration // the limiter's "hour" window
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Timings.SchedulerEvery <= 0 {
+		o.Timings.SchedulerEvery = 5 * time.Second // TODO(defaults): from internal/config
+	}
+	return o
+}
+
+// stateStore is what the wiring needs from store.Approvals and
+// store.MemoryApprovals beyond commands.Approvals.
+type stateStore interface {
+	commands.Approvals
+	Ping(ctx context.Context) error
+	Pending(ctx context.Context) (int, error)
+}
+
+// App is one running isolate-bot: build it with New, run it with Run.
+type App struct {
+	cfg config.Config
+	o   Options
+	log zerolog.Logger
+
+	rdb    redis.UniversalClient // nil: in-memory state
+	store  stateStore
+	mde    *mdeParts
+	svc    *commands.Service
+	runner *bot.Runner  // nil with the console
+	ln     net.Listener // nil with the console
+	srv    *http.Server // nil with the console
+	reg    *prometheus.Registry
+
+	running  atomic.Bool
+	released sync.Once
+
+	// Set by Run, read by the shutdown steps.
+	stopIntake    context.CancelFunc
+	transportDone chan struct{}
+	transportErr  error
+	httpDone      chan struct{}
+
+	mu         sync.Mutex // guards the scheduler fields
+	schedStop  context.CancelFunc
+	schedDone  chan struct{}
+	schedEnded bool // stopScheduler ran: never start it again
+}
+
+// New builds every part from cfg. It listens on HTTP_ADDR first (a taken
+// port fails before anything else is contacted), then connects to Redis.
+// On error everything acquired so far is released.
+func New(cfg config.Config, o Options) (*App, error) {
+	o = o.withDefaults()
+	a := &App{cfg: cfg, o: o, log: o.Log}
+	ok := false
+	defer func() {
+		if !ok {
+			a.release()
+		}
+	}()
+	if o.Console == nil {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		a.ln = ln
+	}
+	rdb, err := newRedis(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.rdb = rdb
+	a.store = newStore(cfg, o, rdb)
+
+	a.reg = prometheus.NewRegistry()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := ops.NewMetrics(a.reg, ops.MetricsOptions{Now: o.Now, PendingRequests: a.store.Pending})
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if a.mde, err = newMDE(cfg, o, rdb, metrics, false); err != nil {
+		return nil, err
+	}
+	a.build(metrics)
+	ok = true
+	return a, nil
+}
+
+// build puts the service, the transport and the HTTP server on top of the
+// store and MDE parts.
+func (a *App) build(metrics *ops.Metrics) {
+	cfg, o := a.cfg, a.o
+	var msg commands.Messenger
+	var dir commands.Directory
+	var api *slack.Client
+	if o.Console != nil {
+		msg, dir = o.Console.Messenger, o.Console.Directory
+	} else {
+		api = newSlackAPI(cfg, o)
+		s := bot.NewSlack(api, a.log)
+		msg, dir = s, s
+	}
+	a.svc = commands.New(commands.Config{
+		AllowedUsers:    cfg.AllowedUserIDs,
+		Approvers:       cfg.ApproverUserIDs,
+		AllowedChannels: cfg.AllowedChannelIDs,
+		ApprovalTTL:     cfg.ApprovalTTL,
+		QueueMaxWait:    cfg.QueueMaxWait,
+		CallTimeout:     cfg.MDECallTimeout,
+		PollInterval:    o.Timings.PollInterval,
+		PollFor:         o.Timings.PollFor,
+		SchedulerEvery:  o.Timings.SchedulerEvery,
+	}, commands.Deps{
+		Defender:  a.mde.defender,
+		Approvals: ops.InstrumentApprovals(a.store, metrics),
+		Gate:      a.mde.gate,
+		Messenger: msg,
+		Directory: dir,
+		Logger:    a.log,
+		Now:       o.Now,
+		Version:   o.Version,
+	})
+	if api == nil {
+		return
+	}
+	a.runner = bot.New(bot.Config{Workers: cfg.Workers, DrainTimeout: a.budget(stepInFlight), Now: o.Now},
+		a.svc, api, a.store, a.log, metrics)
+	a.srv = ops.NewServer(cfg.HTTPAddr, a.checks(), a.reg, a.log, ops.Options{})
+}
+
+// checks are the readiness checks behind /readyz.
+func (a *App) checks() []ops.Check {
+	checks := []ops.Check{
+		{Name: "slack", Func: func(context.Context) error {
+			if !a.runner.Connected() {
+				return errors.New("Socket Mode is not connected to Slack")
+			}
+			return nil
+		}},
+		{Name: "state", Func: a.store.Ping},
+		{Name: "limiter", Func: a.mde.limiter.Ping},
+	}
+	if a.mde.client != nil {
+		// MSAL serves the cached token until shortly before expiry, so this
+		// reaches Azure AD about once an hour, not on every probe.
+		checks = append(checks, ops.Check{Name: "azure token", Func: a.mde.client.Token})
+	}
+	return checks
+}
+
+// Service is the commands.Service: the console drives it, tests assert on it.
+func (a *App) Service() *commands.Service { return a.svc }
+
+// Simulator is the MDE simulator, or nil when talking to the real API.
+func (a *App) Simulator() *defender.Simulator { return a.mde.sim }
+
+// Addr is the ops HTTP server's address (HTTP_ADDR with the port resolved),
+// or "" with the console.
+func (a *App) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Connected reports whether the Slack Socket Mode connection is up (always
+// false with the console).
+func (a *App) Connected() bool { return a.runner != nil && a.runner.Connected() }
+
+// Close releases what New acquired (the HTTP listener, Redis) for an App
+// whose Run was never called; Run releases them itself.
+func (a *App) Close() error {
+	if a.running.Load() {
+		return nil
+	}
+	return a.release()
+}
+
+// release closes the listener and Redis, once.
+func (a *App) release() error {
+	var err error
+	a.released.Do(func() {
+		if a.ln != nil {
+			_ = a.ln.Close() // already closed when the HTTP server ran
+		}
+		if a.rdb != nil {
+			err = a.rdb.Close()
+		}
+	})
+	return err
+}
