@@ -63,25 +63,3 @@ func TestExpiryByLateClick(t *testing.T) {
 		t.Fatal("MDE called")
 	}
 }
-
-func TestRunSchedulerExpiresAndStops(t *testing.T) {
-	e := newEnv(t)
-	r := e.request()
-	e.clk.Advance(2 * time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.svc.RunScheduler(ctx) }()
-	waitFor(t, "expired", func() bool { return e.get(r.ID).State == store.Expired })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("RunScheduler: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("RunScheduler did not return after cancel")
-	}
-	if e.svc.bg.Err() == nil {
-		t.Fatal("background work not stopped with the scheduler")
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/soc/isolate-bot/store"
 )
@@ -12,25 +11,8 @@ import (
 // dueBatch bounds one scheduler pass.
 const dueBatch = 50
 
-// RunScheduler runs Tick every SchedulerEvery until ctx ends, then stops
-// background work (see Stop) and returns nil. Call Wait afterwards.
-func (s *Service) RunScheduler(ctx context.Context) error {
-	defer s.Stop()
-	t := time.NewTicker(s.cfg.SchedulerEvery)
-	defer t.Stop()
-	for {
-		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error().Err(err).Msg("scheduler pass failed; retrying next tick")
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// Tick is one scheduler pass over due requests: pending ones past their
+// Tick is one scheduler pass over due requests (internal/app calls it on
+// a ticker, on every replica): pending ones past their
 // expiry are expired; approved ones nobody claimed, and executing ones whose
 // owner stopped renewing (CheckAt passed), are executed in the background
 // (exactly one replica wins each, and a taken-over request is reconciled

@@ -54,8 +54,7 @@ type Service struct {
 	leases *leases // who owns which request, for how long: see lease.go
 
 	// bg carries background work (executions, status followers): detached
-	// from the triggering command's ctx, cancelled by Stop or when
-	// RunScheduler's ctx ends.
+	// from the triggering command's ctx, cancelled by Stop.
 	bg     context.Context
 	stopBg context.CancelFunc
 	wg     sync.WaitGroup

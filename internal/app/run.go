@@ -176,9 +176,8 @@ func (a *App) FinishBackground(ctx context.Context) error {
 }
 
 // startScheduler runs a scheduler pass every Timings.SchedulerEvery until
-// stopScheduler. It calls Service.Tick itself rather than RunScheduler,
-// which cancels background work when it returns: stopping the loop and
-// stopping the work are separate steps here.
+// stopScheduler: stopping the loop and stopping the background work it
+// started are separate shutdown steps.
 func (a *App) startScheduler(base context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
