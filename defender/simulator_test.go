@@ -3,32 +3,15 @@ package defender
 import (
 	"context"
 	"errors"
+	"github.com/soc/isolate-bot/internal/testclock"
 	"sync"
 	"testing"
 	"time"
 )
 
-// fakeClock is a settable clock safe for concurrent reads.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newSim(t *testing.T) (*Simulator, *fakeClock) {
+func newSim(t *testing.T) (*Simulator, *testclock.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	return NewSimulator(clk.Now), clk
 }
 
@@ -60,9 +43,7 @@ func TestSimulatorProgression(t *testing.T) {
 		{5 * time.Second, StatusSucceeded, 5 * time.Second, false},
 	}
 	for _, st := range steps {
-		clk.mu.Lock()
-		clk.t = t0.Add(st.at)
-		clk.mu.Unlock()
+		clk.Set(t0.Add(st.at))
 		got, err := s.MachineAction(ctx, a.ID)
 		if err != nil {
 			t.Fatalf("at %v: MachineAction: %v", st.at, err)
@@ -99,11 +80,11 @@ func TestSimulatorTimingIsConfigurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if got, _ := s.MachineAction(context.Background(), a.ID); got.Status != StatusInProgress {
 		t.Errorf("status at 30s = %s, want InProgress", got.Status)
 	}
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if got, _ := s.MachineAction(context.Background(), a.ID); got.Status != StatusSucceeded {
 		t.Errorf("status at 60s = %s, want Succeeded", got.Status)
 	}
@@ -192,13 +173,13 @@ func TestSimulatorCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(3 * time.Second) // InProgress
+	clk.Advance(3 * time.Second) // InProgress
 	got, err := s.CancelMachineAction(ctx, nil, a.ID, "mistake")
 	if err != nil || got.Status != StatusCancelled || got.CancellationComment != "mistake" ||
 		got.CancellationRequestor != SimulatorAppID || got.CancellationDateTimeUTC == nil || !got.CancellationDateTimeUTC.Equal(clk.Now()) {
 		t.Fatalf("cancel = %+v, %v", got, err)
 	}
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if got, _ := s.MachineAction(ctx, a.ID); got.Status != StatusCancelled {
 		t.Errorf("a cancelled action became %s", got.Status)
 	}
@@ -207,7 +188,7 @@ func TestSimulatorCancel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Isolate after cancel: %v", err)
 	}
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if _, err := s.CancelMachineAction(ctx, nil, b.ID, "late"); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("cancel of a Succeeded action: err = %v, want ErrBadRequest", err)
 	}

@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/soc/isolate-bot/internal/testclock"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -40,28 +40,12 @@ type approvalsUnderTest struct {
 	auditLen func(t testing.TB) int64
 }
 
-// apClock is the injected clock. It drives record times everywhere; TTLs
-// only in the memory twin (Redis expires keys on its own clock, so tests
-// advance the clock and then poll with a deadline, which suits both).
-type apClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newAPClock() *apClock {
-	return &apClock{t: time.Date(2026, 3, 1, 9, 0, 0, 123456789, time.UTC)}
-}
-
-func (c *apClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *apClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newAPClock is the injected clock (internal/testclock). It drives record
+// times everywhere; TTLs only in the memory twin (Redis expires keys on its
+// own clock, so tests advance the clock and then poll with a deadline,
+// which suits both).
+func newAPClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 3, 1, 9, 0, 0, 123456789, time.UTC))
 }
 
 // apEventually polls cond until it holds or 10 s pass.
@@ -107,7 +91,7 @@ var apStates = []State{Pending, Approved, Denied, Expired, Cancelled, Executing,
 
 // apSetup makes a fresh backend with its own key prefix, driven by a new
 // injected clock (cfg.Now and cfg.Prefix are overwritten).
-type apSetup func(t *testing.T, cfg ApprovalsConfig) (approvalsUnderTest, *apClock)
+type apSetup func(t *testing.T, cfg ApprovalsConfig) (approvalsUnderTest, *testclock.Clock)
 
 // approvalsContract is the one suite every backend must pass, one named
 // case per behaviour; each case is a function of its own below.
@@ -134,7 +118,7 @@ var approvalsContract = []struct {
 // runApprovalsContract runs every case of approvalsContract against the
 // backend newApprovals makes.
 func runApprovalsContract(t *testing.T, newApprovals func(t testing.TB, cfg ApprovalsConfig) approvalsUnderTest) {
-	setup := func(t *testing.T, cfg ApprovalsConfig) (approvalsUnderTest, *apClock) {
+	setup := func(t *testing.T, cfg ApprovalsConfig) (approvalsUnderTest, *testclock.Clock) {
 		t.Helper()
 		clk := newAPClock()
 		cfg.Now = clk.Now

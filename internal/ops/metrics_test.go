@@ -20,21 +20,9 @@ import (
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/ratelimit"
+	"github.com/soc/isolate-bot/internal/testclock"
 	"github.com/soc/isolate-bot/store"
 )
-
-// fakeClock is a settable clock safe for concurrent reads.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
@@ -185,7 +173,7 @@ func TestInstrumentLimiter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{t: t0}
+			clk := testclock.New(t0)
 			m, _ := newMetrics(t, MetricsOptions{Now: clk.Now})
 			fl := &fakeLimiter{d: tt.d, err: tt.err}
 			l := InstrumentLimiter(fl, m)
@@ -208,7 +196,7 @@ func TestInstrumentLimiter(t *testing.T) {
 }
 
 func TestLimiterQueueDepth(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	m, reg := newMetrics(t, MetricsOptions{Now: clk.Now})
 	fl := &fakeLimiter{}
 	l := InstrumentLimiter(fl, m)
@@ -251,9 +239,9 @@ func TestLimiterQueueDepth(t *testing.T) {
 		{"after reserving", func() {}, 3, 2, 0},
 		{"release one", func() { l.Release(ctx, defender.BudgetIsolate, ds[2]) }, 2, 2, 0},
 		{"release unknown is harmless", func() { l.Release(ctx, defender.BudgetIsolate, ratelimit.Decision{Token: "nope"}) }, 2, 2, 0},
-		{"first slot time comes", func() { clk.Add(time.Second) }, 1, 2, 0},
+		{"first slot time comes", func() { clk.Advance(time.Second) }, 1, 2, 0},
 		{"release one of two tokenless", func() { l.Release(ctx, defender.BudgetMachines, fl.d) }, 1, 1, 0},
-		{"all slots due", func() { clk.Add(time.Minute) }, 0, 0, 0},
+		{"all slots due", func() { clk.Advance(time.Minute) }, 0, 0, 0},
 	}
 	for _, s := range steps {
 		s.do()
@@ -410,7 +398,7 @@ func TestCommandLabelsBounded(t *testing.T) {
 // there with the right type, every label is from the allowed set, and the
 // metrics pass promlint.
 func TestMetricsPage(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	m, reg := newMetrics(t, MetricsOptions{Now: clk.Now, PendingRequests: func(context.Context) (int, error) { return 3, nil }})
 	m.Command("isolate", "ok")
 	m.ObserveAck(3 * time.Millisecond)
@@ -542,7 +530,7 @@ func TestNilMetrics(t *testing.T) {
 // TestConcurrentUse exercises every recording path from many goroutines
 // for the race detector.
 func TestConcurrentUse(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	m, reg := newMetrics(t, MetricsOptions{Now: clk.Now})
 	l := InstrumentLimiter(&fakeLimiter{d: ratelimit.Decision{Allowed: true, At: t0.Add(time.Second)}}, m)
 	a := InstrumentApprovals(&fakeApprovals{}, m)

@@ -6,7 +6,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"github.com/soc/isolate-bot/internal/testclock"
 	"testing"
 	"time"
 )
@@ -28,21 +28,19 @@ type limiterUnderTest struct {
 	state func(t testing.TB, budget string) string
 }
 
-// limClock is the injected clock (µs). With Redis it also replaces TIME
-// inside the scripts through the test-only override.
-type limClock struct{ us atomic.Int64 }
+// limClock is the tests' one clock (internal/testclock) read at the
+// limiter's resolution, µs: what the limiter stores is µs, so a test
+// comparing times compares what it will read back. With Redis it also
+// replaces TIME inside the scripts through the test-only override.
+type limClock struct{ *testclock.Clock }
 
 // limT0 is an arbitrary realistic start time.
 var limT0 = time.Date(2026, 3, 1, 9, 0, 0, 123456000, time.UTC)
 
-func newLimClock() *limClock {
-	c := &limClock{}
-	c.us.Store(limT0.UnixMicro())
-	return c
-}
-func (c *limClock) Now() time.Time          { return time.UnixMicro(c.us.Load()) }
-func (c *limClock) Set(t time.Time)         { c.us.Store(t.UnixMicro()) }
-func (c *limClock) Advance(d time.Duration) { c.us.Add(d.Microseconds()) }
+func newLimClock() *limClock        { return &limClock{testclock.New(limT0)} }
+func (c *limClock) Now() time.Time  { return time.UnixMicro(c.Clock.Now().UnixMicro()) }
+func (c *limClock) Set(t time.Time) { c.Clock.Set(time.UnixMicro(t.UnixMicro())) }
+func (c *limClock) micros() int64   { return c.Clock.Now().UnixMicro() }
 
 // newLimiterFunc builds a limiter under test; clk nil means the real clock
 // (Redis TIME for Redis). cfg.Prefix is already unique to the test.

@@ -54,7 +54,7 @@ func newTestLimiter(rdb redis.UniversalClient, cfg Config, clk *limClock) *Limit
 	}
 	l := New(rdb, cfg)
 	if clk != nil {
-		l.testNow = func() int64 { return clk.us.Load() }
+		l.testNow = func() int64 { return clk.micros() }
 	}
 	return l
 }
