@@ -12,6 +12,10 @@ import (
 // composeFile is the subset of compose.yaml the test checks.
 type composeFile struct {
 	Services map[string]struct {
+		Build *struct {
+			Context    string `json:"context"`
+			Dockerfile string `json:"dockerfile"`
+		} `json:"build"`
 		Image       string            `json:"image"`
 		Command     []string          `json:"command"`
 		EnvFile     any               `json:"env_file"`
