@@ -11,40 +11,50 @@ import (
 
 // composeFile is the subset of compose.yaml the test checks.
 type composeFile struct {
-	Services map[string]struct {
-		Image       string            `json:"image"`
-		Command     []string          `json:"command"`
-		EnvFile     any               `json:"env_file"`
-		Environment map[string]string `json:"environment"`
-		DependsOn   map[string]struct {
-			Condition string `json:"condition"`
-		} `json:"depends_on"`
-		Healthcheck *struct {
-			Test []string `json:"test"`
-		} `json:"healthcheck"`
-		ReadOnly        bool     `json:"read_only"`
-		User            string   `json:"user"`
-		CapDrop         []string `json:"cap_drop"`
-		StopGracePeriod string   `json:"stop_grace_period"`
-		Ports           []string `json:"ports"`
-		SecurityOpt     []string `json:"security_opt"`
-		Volumes         []string `json:"volumes"`
-	} `json:"services"`
+	Services map[string]composeService `json:"services"`
 }
 
-// TestCompose: the example Compose file runs Redis with AOF and no eviction,
-// keeps credentials in .env and locks the bot container down.
+type composeService struct {
+	Build *struct {
+		Context    string `json:"context"`
+		Dockerfile string `json:"dockerfile"`
+	} `json:"build"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command"`
+	EnvFile     any               `json:"env_file"`
+	Environment map[string]string `json:"environment"`
+	DependsOn   map[string]struct {
+		Condition string `json:"condition"`
+	} `json:"depends_on"`
+	Healthcheck *struct {
+		Test []string `json:"test"`
+	} `json:"healthcheck"`
+	ReadOnly        bool     `json:"read_only"`
+	User            string   `json:"user"`
+	CapDrop         []string `json:"cap_drop"`
+	StopGracePeriod string   `json:"stop_grace_period"`
+	Ports           []string `json:"ports"`
+	SecurityOpt     []string `json:"security_opt"`
+	Volumes         []string `json:"volumes"`
+	MemLimit        string   `json:"mem_limit"`
+}
+
+// TestCompose: the example Compose file runs Redis with AOF and no eviction
+// at a maxmemory below its mem_limit, keeps credentials in .env and locks
+// the bot container down.
 func TestCompose(t *testing.T) {
 	var c composeFile
 	unmarshal(t, docs(t, "compose.yaml")[0], &c)
-	botSvc, ok := c.Services["bot"]
-	if !ok {
-		t.Fatal("compose.yaml has no bot service")
+	for _, name := range []string{"bot", "redis"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Fatalf("compose.yaml has no %s service", name)
+		}
 	}
-	redis, ok := c.Services["redis"]
-	if !ok {
-		t.Fatal("compose.yaml has no redis service")
-	}
+	t.Run("redis", func(t *testing.T) { checkComposeRedis(t, c.Services["redis"]) })
+	t.Run("bot", func(t *testing.T) { checkComposeBot(t, c.Services["bot"]) })
+}
+
+func checkComposeRedis(t *testing.T, redis composeService) {
 	if !strings.HasPrefix(redis.Image, "redis:7") {
 		t.Errorf("redis image = %q, want Redis 7", redis.Image)
 	}
@@ -53,6 +63,11 @@ func TestCompose(t *testing.T) {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("redis command %q lacks %q", cmd, want)
 		}
+	}
+	if redis.MemLimit == "" {
+		t.Error("redis has no mem_limit")
+	} else {
+		checkMaxmemory(t, "compose redis", redis.Command, bytesOf(t, "redis mem_limit", redis.MemLimit, dockerUnits, true))
 	}
 	if redis.Healthcheck == nil || !slices.Contains(redis.Healthcheck.Test, "ping") {
 		t.Error("redis has no redis-cli ping healthcheck")
@@ -63,6 +78,9 @@ func TestCompose(t *testing.T) {
 	if len(redis.Volumes) == 0 || !strings.HasSuffix(redis.Volumes[0], ":/data") {
 		t.Errorf("redis data is not on a volume at /data: %v", redis.Volumes)
 	}
+}
+
+func checkComposeBot(t *testing.T, botSvc composeService) {
 	if botSvc.DependsOn["redis"].Condition != "service_healthy" {
 		t.Errorf("bot depends_on redis = %+v, want condition service_healthy", botSvc.DependsOn)
 	}

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"go/version"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,7 +72,6 @@ func TestDockerfile(t *testing.T) {
 		what string
 		ok   bool
 	}{
-		{"builder is golang:1.26", has(ins, "ARG", `^GO_IMAGE=golang:1\.26`) || has(ins, "FROM", `^golang:1\.26`)},
 		{"static build (CGO_ENABLED=0 go build)", has(ins, "RUN", `CGO_ENABLED=0 go build`)},
 		{"-trimpath", has(ins, "RUN", `go build .*-trimpath`)},
 		{"-ldflags -s -w with main.version", has(ins, "RUN", `-ldflags "-s -w -X main\.version=`)},
@@ -120,6 +120,85 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// goModVersion is go.mod's go directive, e.g. "1.26.8".
+func goModVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)\s*$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	return string(m[1])
+}
+
+// builderImage is the Dockerfile's build-stage image: the GO_IMAGE
+// argument's default when the first FROM uses it.
+func builderImage(t *testing.T, ins []dockerInstr) string {
+	t.Helper()
+	args := map[string]string{}
+	for _, in := range ins {
+		switch in.cmd {
+		case "ARG":
+			k, v, _ := strings.Cut(in.args, "=")
+			args[k] = v
+		case "FROM":
+			img, _, _ := strings.Cut(in.args, " ")
+			return os.Expand(img, func(k string) string { return args[k] })
+		}
+	}
+	t.Fatal("Dockerfile has no FROM")
+	return ""
+}
+
+// TestGoVersionsAgree: the builder image's Go is an exact release no older
+// than go.mod's go line (with GOTOOLCHAIN=local an older Go refuses to
+// build), and the README asks for that same version.
+func TestGoVersionsAgree(t *testing.T) {
+	mod := goModVersion(t)
+	if !version.IsValid("go"+mod) || version.Lang("go"+mod) == "go"+mod {
+		t.Fatalf("go.mod's go %s is not a full release version (x.y.z)", mod)
+	}
+	ins := parseDockerfile(t, "Dockerfile")
+	img := builderImage(t, ins)
+	m := regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?golang:(\d+\.\d+(?:\.\d+)?)(?:-[\w.]+)?(?:@sha256:[0-9a-f]{64})?$`).FindStringSubmatch(img)
+	if m == nil {
+		t.Fatalf("builder image %q is not an official golang:<version>[-variant] image", img)
+	}
+	if v := m[1]; version.Lang("go"+v) == "go"+v {
+		t.Errorf("builder image %s floats on %s: name an exact release (golang:%s-…), which may not be older than go.mod", img, v, mod)
+	} else if version.Compare("go"+v, "go"+mod) < 0 {
+		t.Errorf("builder image %s has Go %s, older than go.mod's go %s; with GOTOOLCHAIN=local it cannot build", img, v, mod)
+	}
+	toolchainLocal := false
+	for _, in := range ins {
+		toolchainLocal = toolchainLocal || (in.cmd == "ENV" && strings.Contains(in.args, "GOTOOLCHAIN=local"))
+	}
+	if !toolchainLocal {
+		t.Error("Dockerfile does not set GOTOOLCHAIN=local: the build could download another Go")
+	}
+
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`\bGo (\d+\.\d+(?:\.\d+)?)\b`).FindAllStringSubmatch(string(readme), -1)
+	if len(named) == 0 {
+		t.Error("README does not say which Go the build needs")
+	}
+	for _, n := range named {
+		if n[1] != mod {
+			t.Errorf("README names Go %s, go.mod requires %s", n[1], mod)
+		}
+	}
+	if !strings.Contains(string(readme), img) {
+		t.Errorf("README does not name the builder image %s", img)
+	}
+}
+
+// TestHealthcheckSubcommand: the image's HEALTHCHECK runs `/bot
 // healthz`, so cmd/bot must implement that subcommand (ops.ProbeLocal of
 // HTTP_ADDR's /healthz, exit status 0 or 1); otherwise Docker marks every
 // container unhealthy.

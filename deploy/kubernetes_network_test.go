@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"testing"
@@ -66,9 +67,10 @@ func TestNetworkPolicy(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Ints(got)
-	if !slices.Equal(got, []int{53, 443, 6379}) {
-		t.Errorf("egress ports = %v, want exactly [53 443 6379]", got)
+	if !slices.Equal(got, []int{53, 443, 6379, 26379}) {
+		t.Errorf("egress ports = %v, want exactly [53 443 6379 26379]", got)
 	}
+	checkSentinelEgress(t, np)
 	if !dnsProtos["UDP"] || !dnsProtos["TCP"] {
 		t.Errorf("DNS egress protocols = %v, want UDP and TCP", dnsProtos)
 	}
@@ -89,5 +91,31 @@ func TestNetworkPolicy(t *testing.T) {
 		if ps := portNumbers(t, r.Ports); !slices.Equal(ps, []int{httpPort(t)}) {
 			t.Errorf("ingress ports = %v, want only %d", ps, httpPort(t))
 		}
+	}
+}
+
+// checkSentinelEgress: the Redis rule allows Sentinel (26379) and the
+// master it names (6379) to the same destinations, over TCP. Told to
+// "change the port" to 26379, people cut the client off from the master.
+func checkSentinelEgress(t *testing.T, np networkPolicy) {
+	t.Helper()
+	redisRules := 0
+	for _, r := range np.Spec.Egress {
+		tcp := map[int]bool{}
+		for _, p := range r.Ports {
+			if n := portNumbers(t, []npPort{p})[0]; p.Protocol == "TCP" || p.Protocol == "" {
+				tcp[n] = true
+			}
+		}
+		if !tcp[6379] && !tcp[26379] {
+			continue
+		}
+		redisRules++
+		if !tcp[6379] || !tcp[26379] {
+			t.Errorf("the Redis egress rule allows TCP %v; want both 6379 (Redis, the Sentinel master) and 26379 (Sentinel)", slices.Sorted(maps.Keys(tcp)))
+		}
+	}
+	if redisRules != 1 {
+		t.Errorf("%d egress rules reach Redis, want 1", redisRules)
 	}
 }

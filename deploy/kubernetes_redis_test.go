@@ -9,8 +9,8 @@ import (
 )
 
 // TestRedisExample: AOF persistence on a PVC, no eviction (an evicted
-// rate-limit log would let the bot exceed MDE's limits), locked down, and
-// reachable only from the bot.
+// rate-limit log would let the bot exceed MDE's limits) at a maxmemory
+// below the memory limit, locked down, and reachable only from the bot.
 func TestRedisExample(t *testing.T) {
 	objs := k8sObjects(t)
 	var ss workload
@@ -24,6 +24,12 @@ func TestRedisExample(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis args %q lack %q", args, want)
 		}
+	}
+	limit := c.Resources.Limits["memory"]
+	if limit == "" {
+		t.Error("redis has no memory limit")
+	} else {
+		checkMaxmemory(t, "redis StatefulSet", c.Args, bytesOf(t, "redis memory limit", limit, k8sUnits, false))
 	}
 	if !strings.HasPrefix(c.Image, "redis:7") {
 		t.Errorf("redis image = %q, want redis:7…", c.Image)

@@ -281,9 +281,6 @@ func TestService(t *testing.T) {
 	}
 }
 
-// TestRedisExample: AOF persistence on a PVC, no eviction (an evicted
-// rate-limit log would let the bot exceed MDE's limits), locked down, and
-
 // TestKustomizeBuild renders the kustomization with kubectl when it is
 // installed (kubeconform is not in Debian's archive; kubectl is on the dev
 // image). With kubeconform on PATH it also validates the rendered objects

@@ -19,16 +19,15 @@ type ApprovalsConfig struct {
 	// together. Default "isolate-bot". Deployments (or tests) sharing a
 	// Redis use different prefixes.
 	Prefix string
-	// Retention is how long a request record, its machine index and its
-	// per-request audit stream are kept after creation or their last update.
-	// Default 30 days.
+	// Retention (AUDIT_RETENTION) is how long a request record, its machine
+	// index and its per-request audit stream are kept after creation or
+	// their last update, and the age past which global audit entries are
+	// trimmed. Default 30 days.
 	Retention time.Duration
-	// AuditMaxLen trims the global audit stream to about this many entries
-	// (MAXLEN ~). Default 100000.
+	// AuditMaxLen caps the global audit stream at about this many entries
+	// (MAXLEN ~), whatever their age, so a flood of events cannot grow it
+	// without bound. Default 100000.
 	AuditMaxLen int64
-	// AuditMaxAge trims global audit entries older than this (MINID ~).
-	// Default 90 days.
-	AuditMaxAge time.Duration
 	// Now is the clock for CreatedAt, DecidedAt, UpdatedAt and for comparing
 	// ExpiresAt and CheckAt. Default time.Now. Unlike the limiter, which
 	// reads Redis's TIME, record times come from the clock of the replica
@@ -43,7 +42,6 @@ const (
 	DefaultApprovalsPrefix = "isolate-bot"
 	DefaultRetention       = 30 * 24 * time.Hour
 	DefaultAuditMaxLen     = 100000
-	DefaultAuditMaxAge     = 90 * 24 * time.Hour
 )
 
 // auditPerRequestMaxLen caps one request's audit stream (MAXLEN ~): a
@@ -63,9 +61,6 @@ func (c ApprovalsConfig) withDefaults() ApprovalsConfig {
 	}
 	if c.AuditMaxLen <= 0 {
 		c.AuditMaxLen = DefaultAuditMaxLen
-	}
-	if c.AuditMaxAge <= 0 {
-		c.AuditMaxAge = DefaultAuditMaxAge
 	}
 	if c.Now == nil {
 		c.Now = time.Now

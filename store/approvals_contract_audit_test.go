@@ -3,6 +3,9 @@ package store
 import (
 	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,13 +70,13 @@ func apAuditHistory(t *testing.T, setup apSetup) {
 }
 
 // apAuditTrimming: the global stream is trimmed by AuditMaxLen
-// (approximately) and AuditMaxAge; a request's own stream is not.
+// (approximately); a request's own stream is not.
 func apAuditTrimming(t *testing.T, setup apSetup) {
 	ctx := t.Context()
 	// Trimming is approximate in Redis: whole stream nodes of up to 100
 	// (stream-node-max-entries) entries go at once.
 	const maxLen, node = 10, 100
-	a, _ := setup(t, ApprovalsConfig{AuditMaxLen: maxLen, AuditMaxAge: time.Hour})
+	a, _ := setup(t, ApprovalsConfig{AuditMaxLen: maxLen})
 	for i := range 500 {
 		if err := a.Append(ctx, Event{RequestID: "r-1", Type: EventStatus, Reason: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
@@ -86,19 +89,61 @@ func apAuditTrimming(t *testing.T, setup apSetup) {
 	if h, err := a.History(ctx, "r-1"); err != nil || len(h) != 500 || h[0].Reason != "0" || h[499].Reason != "499" {
 		t.Errorf("History(r-1): %d events, %v; want all 500 in order", len(h), err)
 	}
+}
 
-	const maxAge = 300 * time.Millisecond
-	b, bclk := setup(t, ApprovalsConfig{AuditMaxAge: maxAge})
-	for range 150 {
-		if err := b.Append(ctx, Event{Type: EventRefused}); err != nil {
+// apAuditRetention: Retention (AUDIT_RETENTION) governs the global stream
+// too. Each append trims exactly the entries older than Retention by entry
+// id time (the backend's clock: Redis's own, or the twin's injected one)
+// and keeps every younger entry.
+func apAuditRetention(t *testing.T, setup apSetup) {
+	ctx := t.Context()
+	const retention = 600 * time.Millisecond
+	a, clk := setup(t, ApprovalsConfig{Retention: retention})
+	var appended []string // ids, in order
+	add := func() int64 {
+		if err := a.Append(ctx, Event{Type: EventRefused, Actor: "U0X"}); err != nil {
 			t.Fatal(err)
+		}
+		ids := a.auditIDs(t)
+		appended = append(appended, ids[len(ids)-1])
+		return apIDMillis(t, ids[len(ids)-1])
+	}
+	old := add()
+	clk.Advance(retention / 2)
+	apEventually(t, "half the retention passes", func() bool { return add() >= old+retention.Milliseconds()/2 })
+	young := appended[len(appended)-1]
+	clk.Advance(retention/2 + time.Millisecond)
+	var last int64
+	apEventually(t, "the first entry is past Retention", func() bool {
+		last = add()
+		return last > old+retention.Milliseconds()
+	})
+
+	got := a.auditIDs(t)
+	var want []string
+	for _, id := range appended {
+		if apIDMillis(t, id) >= last-retention.Milliseconds() {
+			want = append(want, id)
 		}
 	}
-	bclk.Advance(maxAge + time.Millisecond)
-	apEventually(t, "entries older than AuditMaxAge are trimmed", func() bool {
-		if err := b.Append(ctx, Event{Type: EventRefused}); err != nil {
-			t.Fatal(err)
-		}
-		return b.auditLen(t) < node
-	})
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("global stream after Retention = %v, want the entries younger than Retention %v (appended %v)", got, want, appended)
+	}
+	if slices.Contains(got, appended[0]) {
+		t.Errorf("entry %s, older than Retention, was kept", appended[0])
+	}
+	if !slices.Contains(got, young) {
+		t.Errorf("entry %s, younger than Retention, was trimmed", young)
+	}
+}
+
+// apIDMillis is the time part of a stream entry id "<ms>-<seq>".
+func apIDMillis(t *testing.T, id string) int64 {
+	t.Helper()
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		t.Fatalf("stream entry id %q: %v", id, err)
+	}
+	return n
 }

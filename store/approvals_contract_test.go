@@ -38,6 +38,8 @@ type approvalsUnderTest struct {
 	replica func(t testing.TB) approvalsAPI
 	// auditLen is the length of the global audit stream.
 	auditLen func(t testing.TB) int64
+	// auditIDs are the global audit stream's entry ids, oldest first.
+	auditIDs func(t testing.TB) []string
 }
 
 // newAPClock is the injected clock (internal/testclock). It drives record
@@ -112,6 +114,7 @@ var approvalsContract = []struct {
 	{"FirstDelivery", apFirstDelivery},
 	{"AuditHistory", apAuditHistory},
 	{"AuditTrimming", apAuditTrimming},
+	{"AuditRetention", apAuditRetention},
 	{"RetentionExpiresRecords", apRetentionExpiresRecords},
 }
 

@@ -25,6 +25,7 @@ func TestApprovalsContract(t *testing.T) {
 				approvalsAPI: m,
 				replica:      func(testing.TB) approvalsAPI { return m },
 				auditLen:     func(testing.TB) int64 { return int64(m.auditLen()) },
+				auditIDs:     func(testing.TB) []string { return m.auditIDs() },
 			}
 		})
 	})
@@ -54,6 +55,17 @@ func redisUnderTest(t testing.TB, cfg ApprovalsConfig, dial func(t testing.TB) r
 				t.Fatalf("XLEN: %v", err)
 			}
 			return n
+		},
+		auditIDs: func(t testing.TB) []string {
+			msgs, err := a.rdb.XRange(context.Background(), a.keys.audit(), "-", "+").Result()
+			if err != nil {
+				t.Fatalf("XRANGE: %v", err)
+			}
+			ids := make([]string, len(msgs))
+			for i, m := range msgs {
+				ids[i] = m.ID
+			}
+			return ids
 		},
 	}
 }

@@ -78,11 +78,13 @@ func parseEvent(id string, m map[string]any) (Event, error) {
 	return e, nil
 }
 
-// Append writes e to the global audit stream "{prefix}:audit" (trimmed to
-// about AuditMaxLen entries and AuditMaxAge) and, when e.RequestID is set,
-// to that request's stream "{prefix}:audit:<id>", kept for Retention after
-// its last event; History reads the latter. Both writes are one script.
-// A zero e.Time is the store's clock.
+// Append writes e to the global audit stream "{prefix}:audit" and, when
+// e.RequestID is set, to that request's stream "{prefix}:audit:<id>", kept
+// for Retention after its last event; History reads the latter. Both writes
+// are one script. Each append trims the global stream to entries younger
+// than Retention (exactly, by entry id time, i.e. Redis's clock) and to
+// about AuditMaxLen entries, so AUDIT_RETENTION governs both streams and
+// the length cap bounds a flood. A zero e.Time is the store's clock.
 func (a *Approvals) Append(ctx context.Context, e Event) error {
 	if e.Type == "" {
 		return fmt.Errorf("append audit event for request %q: type is empty", e.RequestID)
@@ -94,7 +96,8 @@ func (a *Approvals) Append(ctx context.Context, e Event) error {
 	if e.RequestID != "" {
 		keys = append(keys, a.keys.auditOf(e.RequestID))
 	}
-	args := []any{a.cfg.AuditMaxLen, a.cfg.AuditMaxAge.Milliseconds(), a.cfg.Retention.Milliseconds(), auditPerRequestMaxLen}
+	retention := a.cfg.Retention.Milliseconds()
+	args := []any{a.cfg.AuditMaxLen, retention, retention, auditPerRequestMaxLen}
 	args = append(args, eventFields(e)...)
 	if err := auditScript.Run(ctx, a.rdb, keys, args...).Err(); err != nil {
 		return unavailable(fmt.Sprintf("append %s event for request %q", e.Type, e.RequestID), err)

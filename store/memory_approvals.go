@@ -14,7 +14,7 @@ import (
 // console, tests): the same semantics, run on the injected clock — which
 // here also drives Retention, FirstDelivery TTLs and audit trimming (Redis
 // runs those on its own clock). Expired entries are pruned on access.
-// AuditMaxLen and AuditMaxAge trim exactly rather than approximately.
+// AuditMaxLen trims exactly rather than approximately.
 // Safe for concurrent use.
 type MemoryApprovals struct {
 	cfg ApprovalsConfig
@@ -301,7 +301,7 @@ func (m *MemoryApprovals) Append(ctx context.Context, e Event) error {
 	e.ID = strconv.FormatInt(m.lastMS, 10) + "-" + strconv.FormatInt(m.lastSeq, 10)
 	m.audit = append(m.audit, e)
 	// Trim by age (entry id time), then by length.
-	minMS := m.lastMS - m.cfg.AuditMaxAge.Milliseconds()
+	minMS := m.lastMS - m.cfg.Retention.Milliseconds()
 	drop := 0
 	for drop < len(m.audit) && entryMS(m.audit[drop].ID) < minMS {
 		drop++

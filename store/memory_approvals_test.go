@@ -47,11 +47,11 @@ func TestMemoryApprovalsPrunesOnAccess(t *testing.T) {
 }
 
 // TestMemoryApprovalsTrimsExactly: the twin trims the global audit log to
-// exactly AuditMaxLen entries and AuditMaxAge on its clock.
+// exactly AuditMaxLen entries and Retention on its clock.
 func TestMemoryApprovalsTrimsExactly(t *testing.T) {
 	ctx := context.Background()
 	clk := newAPClock()
-	m := NewMemoryApprovals(ApprovalsConfig{Now: clk.Now, AuditMaxLen: 5, AuditMaxAge: time.Minute})
+	m := NewMemoryApprovals(ApprovalsConfig{Now: clk.Now, AuditMaxLen: 5, Retention: time.Minute})
 	for range 7 {
 		clk.Advance(time.Second)
 		if err := m.Append(ctx, Event{Type: EventRefused}); err != nil {
@@ -87,4 +87,15 @@ func TestMemoryApprovalsHonoursContext(t *testing.T) {
 	if err := m.Append(ctx, Event{Type: EventCreated}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Append: %v", err)
 	}
+}
+
+// auditIDs are the global audit log's entry ids, oldest first.
+func (m *MemoryApprovals) auditIDs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, len(m.audit))
+	for i, e := range m.audit {
+		ids[i] = e.ID
+	}
+	return ids
 }
