@@ -305,7 +305,7 @@ var (
 // form fields, so only the OAuth error code, the AADSTS number and the
 // correlation id are kept from a response.
 func (c *Client) tokenError(ctx context.Context, err error) error {
-	const op = "get Azure AD token for MDE"
+	const op = OpToken
 	const hint = "check the AZURE_* settings (tenant id, client id, client secret or certificate) and that the app has the Machine.Isolate and Machine.Read.All application roles with admin consent"
 	e := &APIError{Op: op, Kind: ErrUnauthorized}
 	var ce msalerrors.CallErr

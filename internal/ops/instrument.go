@@ -30,12 +30,16 @@ type instrumentedDefender struct {
 var _ commands.Defender = (*instrumentedDefender)(nil)
 
 // mdeCode is the code label for an MDE call's error: the HTTP status when
-// MDE answered, else "error"; "ok" for success.
+// MDE answered, "token" when Azure AD gave no token (whatever its status),
+// else "error"; "ok" for success.
 func mdeCode(err error) string {
 	if err == nil {
 		return CodeOK
 	}
 	var ae *defender.APIError
+	if errors.As(err, &ae) && ae.Op == defender.OpToken {
+		return CodeToken
+	}
 	if errors.As(err, &ae) && ae.Status >= 100 && ae.Status <= 599 {
 		return strconv.Itoa(ae.Status)
 	}

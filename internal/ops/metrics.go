@@ -37,9 +37,12 @@ const (
 	OpCancel         = "cancel"
 	OpMachineActions = "machine_actions"
 
-	// CodeOK and CodeError are the code label of an MDE call that succeeded,
-	// or that failed without an HTTP response (network, timeout, token).
+	// CodeOK, CodeToken and CodeError are the code label of an MDE call
+	// that succeeded, that never started because Azure AD gave no token
+	// (its status is Azure AD's, not MDE's), or that failed without an
+	// HTTP response (network, timeout).
 	CodeOK    = "ok"
+	CodeToken = "token"
 	CodeError = "error"
 
 	// Other replaces a label value outside the known or bounded vocabulary.

@@ -74,6 +74,9 @@ func TestInstrumentDefender(t *testing.T) {
 		{"wrapped throttled", fmt.Errorf("isolate: %w", &defender.APIError{Status: 429, Kind: defender.ErrThrottled}), "429"},
 		{"no response", &defender.APIError{Op: "isolate", Status: 0, Kind: defender.ErrOutcomeUnknown}, "error"},
 		{"not an API error", context.DeadlineExceeded, "error"},
+		// Azure AD's 401 is not MDE's: an alert on MDE 401s must not fire.
+		{"token refused", fmt.Errorf("isolate: %w", &defender.APIError{Op: defender.OpToken, Status: 401, Kind: defender.ErrUnauthorized}), "token"},
+		{"token endpoint down", &defender.APIError{Op: defender.OpToken, Status: 503, Kind: defender.ErrUnavailable}, "token"},
 	}
 	const id = "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378"
 	for _, tt := range tests {
