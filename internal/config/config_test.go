@@ -238,6 +238,13 @@ func TestDocumentation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The console keeps its terminal-friendly logging (warn, console) only
+	// while these are unset: after `cp .env.example .env` they must be.
+	for _, name := range []string{"LOG_LEVEL", "LOG_FORMAT"} {
+		if v := get(name); v != "" {
+			t.Errorf(".env.example sets %s=%s, which overrides the console's own logging", name, v)
+		}
+	}
 	if _, err := LoadConsole(get); err != nil {
 		t.Errorf(".env.example does not give a working console: %v", err)
 	}
@@ -589,6 +596,9 @@ func TestRedisURL(t *testing.T) {
 		{url: "http://localhost:6379", wantErr: "invalid URL scheme"},
 		{url: "redis://localhost/abc", wantErr: "invalid database number"},
 		{url: "redis://localhost?bogus=1", wantErr: "bogus"},
+		// Parsed by go-redis but not carried into the client: refused, not dropped.
+		{url: "redis://localhost?max_concurrent_dials=4", wantErr: "max_concurrent_dials is not supported"},
+		{url: "redis://n1:6379?addr=n2:6379&pipeline_pool_size=9", wantErr: "pipeline_pool_size is not supported"},
 		{url: "redis://u:" + redisPass + "@local host:1", wantErr: "not a valid URL"},
 		{url: "redis://h?master_name=&addr=s:1", wantErr: "master_name"},
 	}

@@ -16,8 +16,19 @@ import (
 //	        userinfo is the sentinels' credentials, password= the master's
 //	redis://host1:6379?addr=host2:6379&addr=host3:6379  Cluster: several addr=
 //
-// Other go-redis query options (dial_timeout, pool_size, …) pass through.
-// The error never contains the URL, which may hold a password.
+// go-redis's connection and pool options (dial_timeout, pool_size, …) are
+// applied as copied below; the few go-redis parses but isolate-bot would
+// drop (unsupportedRedisOptions) are refused, and go-redis refuses any
+// other unknown option. The error never contains the URL, which may hold a
+// password.
+// unsupportedRedisOptions are options go-redis's URL parsers accept but
+// the universal options built here do not carry: silently dropping them
+// would mislead.
+var unsupportedRedisOptions = []string{
+	"conn_max_lifetime_jitter", "max_concurrent_dials",
+	"pipeline_pool_size", "pipeline_read_buffer_size", "pipeline_write_buffer_size",
+}
+
 func ParseRedisURL(s string) (*redis.UniversalOptions, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -28,6 +39,11 @@ func ParseRedisURL(s string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("is not a valid URL: %w", err)
 	}
 	q := u.Query()
+	for _, name := range unsupportedRedisOptions {
+		if q.Has(name) {
+			return nil, fmt.Errorf("option %s is not supported by isolate-bot; remove it", name)
+		}
+	}
 	switch {
 	case q.Has("master_name"):
 		o, err := redis.ParseFailoverURL(s)
