@@ -63,13 +63,13 @@ type Service struct {
 	groups map[string]groupHit // user-group membership cache
 }
 
-// New returns a Service. Zero Config durations take their defaults.
+// New returns a Service. It panics when cfg lacks a duration (see Config).
 func New(cfg Config, deps Deps) *Service {
+	cfg.check()
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
 	bg, stop := context.WithCancel(context.Background())
-	cfg = cfg.withDefaults()
 	return &Service{
 		cfg:    cfg,
 		d:      deps,
