@@ -82,6 +82,9 @@ func New(cfg Config, deps Deps) *Service {
 	}
 }
 
+// Config returns the Service's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
 // Stop cancels background work (queued or running executions, status
 // followers). An execution stopped mid-call stays "executing" in the store
 // and a scheduler reconciles it with MDE later. Call Wait afterwards.

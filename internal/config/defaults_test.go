@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -146,4 +148,61 @@ func TestParseProblemExample(t *testing.T) {
 			t.Errorf("%s=%s: got %v, want one problem ending %q", c.name, c.value, err, c.want)
 		}
 	}
+}
+
+// TestFixedValuesDocumented: README.md's "Fixed values" table states the
+// values this package sets.
+func TestFixedValuesDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for line := range strings.SplitSeq(string(readme), "\n") {
+		if cells := strings.Split(line, " | "); len(cells) >= 2 && strings.HasPrefix(line, "| ") {
+			rows[strings.TrimPrefix(cells[0], "| ")] = cells[1]
+		}
+	}
+	for _, c := range []struct {
+		row  string
+		want []string
+	}{
+		{"Command timeout", []string{human(DefaultCommandTimeout)}},
+		{"Status polling", []string{"every " + human(DefaultPollInterval), "for " + human(DefaultPollFor)}},
+		{"Scheduler pass", []string{"every " + human(DefaultSchedulerEvery)}},
+		{"User-group cache", []string{human(DefaultGroupCacheTTL)}},
+		{"Delivery de-duplication", []string{human(DefaultDedupTTL)}},
+		{"Work queues", []string{fmt.Sprintf("%d commands, %d click workers with %d queued", DefaultCommandQueue, DefaultClickWorkers, DefaultClickQueue)}},
+		{"Rate-limit windows", []string{human(DefaultRateLimitMinute) + " and " + human(DefaultRateLimitHour)}},
+		{"MDE read retries", []string{fmt.Sprintf("%d attempts", DefaultMDEMaxGetAttempts), "backoff " + human(DefaultMDEBaseBackoff) + " to " + human(DefaultMDEMaxBackoff), "up to " + human(DefaultMDEMaxRetryAfterWait)}},
+		{"Global audit stream", []string{fmt.Sprintf("about %d entries", DefaultAuditMaxLen), human(DefaultAuditMaxAge)}},
+		{"Readiness checks", []string{human(DefaultReadyCheckTimeout) + " each"}},
+		{"`bot check`", []string{human(DefaultBotCheckTimeout) + " per check"}},
+		{"Redis at start-up", []string{human(DefaultRedisStartTimeout)}},
+		{"Slack Web API call", []string{human(DefaultSlackCallTimeout)}},
+	} {
+		got, ok := rows[c.row]
+		if !ok {
+			t.Errorf("README.md's fixed values lack the row %q", c.row)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("README.md says %q for %s; want it to contain %q", got, c.row, w)
+			}
+		}
+	}
+}
+
+// human writes d as the README does: 90 days, 1 h, 5 min, 20 s, 0.7 s.
+func human(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0 && d > 24*time.Hour:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return fmt.Sprintf("%g s", d.Seconds())
 }
