@@ -19,7 +19,7 @@ type Deps struct {
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
 	Logger    zerolog.Logger
-	Now       func() time.Time // default time.Now
+	Now       func() time.Time // nil: time.Now
 	Version   string
 }
 

@@ -43,10 +43,11 @@ type Options struct {
 	// Version is reported to MDE (User-Agent) and in the usage text.
 	Version string
 	// MDEHTTPClient carries the calls to Azure AD and MDE (tests: a client
-	// trusting the fake's certificate); nil: the defender package's default.
+	// trusting the fake's certificate); nil: a plain http.Client (each
+	// attempt is bounded by MDE_CALL_TIMEOUT).
 	MDEHTTPClient *http.Client
-	// SlackHTTPClient carries the Slack Web API calls; nil: a client with a
-	// 30 s timeout. SLACK_API_URL says where they go.
+	// SlackHTTPClient carries the Slack Web API calls; nil: a client with
+	// config's SlackCallTimeout. SLACK_API_URL says where they go.
 	SlackHTTPClient *http.Client
 	// Console, when set, is the transport instead of Slack: no Socket Mode
 	// runner and no ops HTTP server (nothing to probe, and HTTP_ADDR would
