@@ -62,51 +62,6 @@ func (NopMetrics) ObserveAck(time.Duration) {}
 func (NopMetrics) Reconnect()               {}
 func (NopMetrics) Command(string, string)   {}
 
-// Config tunes the Runner. Zero values take the defaults.
-type Config struct {
-	Workers int // concurrent slash-command handlers; default 16
-	Queue   int // slash commands waiting for a worker; default 256
-	// ClickWorkers and ClickQueue are the button clicks' own lane, so a
-	// flood of commands (refused or not) never delays an Approve.
-	ClickWorkers   int           // default 4
-	ClickQueue     int           // default 64
-	CommandTimeout time.Duration // per delivery; default 30s
-	DrainTimeout   time.Duration // on shutdown, wait this long for queued work; default 10s
-	DedupTTL       time.Duration // how long a delivery id is remembered; default 1h
-	// PingInterval is socketmode's watchdog: reconnect when Slack sent no
-	// PING for this long. Zero keeps slack-go's default (30s).
-	PingInterval time.Duration
-	Now          func() time.Time // default time.Now
-}
-
-func (c Config) withDefaults() Config {
-	if c.Workers <= 0 {
-		c.Workers = 16
-	}
-	if c.Queue <= 0 {
-		c.Queue = 256
-	}
-	if c.ClickWorkers <= 0 {
-		c.ClickWorkers = 4
-	}
-	if c.ClickQueue <= 0 {
-		c.ClickQueue = 64
-	}
-	if c.CommandTimeout <= 0 {
-		c.CommandTimeout = 30 * time.Second
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
-	}
-	if c.DedupTTL <= 0 {
-		c.DedupTTL = time.Hour
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return c
-}
-
 // Runner connects to Slack over Socket Mode and serves deliveries until its
 // context ends.
 type Runner struct {
@@ -153,9 +108,10 @@ const (
 
 // New returns a Runner. dedup is usually the commands.Approvals store; m
 // may be nil (NopMetrics). api must carry the app-level token
-// (slack.OptionAppLevelToken) for Socket Mode.
+// (slack.OptionAppLevelToken) for Socket Mode. It panics when cfg lacks a
+// required value.
 func New(cfg Config, svc Service, api *slack.Client, dedup Deduper, log zerolog.Logger, m Metrics) *Runner {
-	cfg = cfg.withDefaults()
+	cfg = cfg.checked()
 	if m == nil {
 		m = NopMetrics{}
 	}
@@ -167,6 +123,9 @@ func New(cfg Config, svc Service, api *slack.Client, dedup Deduper, log zerolog.
 		notices: make(chan notice, 64),
 	}
 }
+
+// Config returns the Runner's configuration (with the clock set).
+func (r *Runner) Config() Config { return r.cfg }
 
 // Connected reports whether the Socket Mode connection is up (readiness).
 func (r *Runner) Connected() bool { return r.connected.Load() }

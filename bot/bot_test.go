@@ -103,11 +103,12 @@ func newAPI(fs *fakeslack.Server) *slack.Client {
 func startRunner(t *testing.T, fs *fakeslack.Server, cfg Config, svc Service, dd Deduper) *harness {
 	t.Helper()
 	if dd == nil {
-		dd = store.NewMemoryApprovals(store.ApprovalsConfig{})
+		dd = store.NewMemoryApprovals(storeConfig())
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 5 * time.Second
 	}
+	cfg = complete(cfg)
 	h := &harness{fs: fs, api: newAPI(fs), metrics: &testMetrics{}, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	h.runner = New(cfg, svc, h.api, dd, zerolog.New(h.logs), h.metrics)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -574,7 +575,7 @@ func TestRunnerShutdown(t *testing.T) {
 func TestRunnerBadToken(t *testing.T) {
 	fs := fakeslack.New(t, fakeslack.Options{})
 	api := slack.New(fs.BotToken(), slack.OptionAppLevelToken("xapp-wrong-secret"), slack.OptionAPIURL(fs.APIURL()))
-	r := New(Config{}, &fakeService{}, api, store.NewMemoryApprovals(store.ApprovalsConfig{}), zerolog.Nop(), nil)
+	r := New(complete(Config{}), &fakeService{}, api, store.NewMemoryApprovals(storeConfig()), zerolog.Nop(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	err := r.Run(ctx)

@@ -117,10 +117,10 @@ type e2eWorld struct {
 }
 
 // e2eOptions are what a test changes in an instance: configuration
-// variables and timings over the world's defaults.
+// variables, and fixed values (quicker timings) set on the loaded Config.
 type e2eOptions struct {
-	env     map[string]string
-	timings app.Timings
+	env   map[string]string
+	fixed func(*config.Fixed)
 }
 
 func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
@@ -131,7 +131,8 @@ func newWorld(t *testing.T, machines ...defender.Machine) *e2eWorld {
 	w := &e2eWorld{t: t, fs: fakeslack.New(t, fakeslack.Options{Channels: []string{"C1"}}),
 		mde: newFakeMDE(t, machines...), redis: redistest.Start(t), prefix: "e2e-" + strings.ToLower(t.Name()), logs: &syncbuf.Buffer{}}
 	w.prefix = strings.NewReplacer("/", "-", "{", "", "}", "").Replace(w.prefix)
-	w.store = store.NewApprovals(w.redis.Client(), store.ApprovalsConfig{Prefix: w.prefix})
+	w.store = store.NewApprovals(w.redis.Client(), store.ApprovalsConfig{Prefix: w.prefix, Retention: config.DefaultAuditRetention,
+		AuditMaxLen: config.DefaultAuditMaxLen})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", w.logs.String())
@@ -184,17 +185,13 @@ func (w *e2eWorld) start(o e2eOptions) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	timings := o.timings
-	if timings.PollInterval == 0 {
-		timings.PollInterval = 20 * time.Millisecond
-	}
-	if timings.SchedulerEvery == 0 {
-		timings.SchedulerEvery = 50 * time.Millisecond
+	cfg.PollInterval, cfg.SchedulerEvery = 20*time.Millisecond, 50*time.Millisecond
+	if o.fixed != nil {
+		o.fixed(&cfg.Fixed)
 	}
 	a, err := app.New(cfg, app.Options{
 		Log:           zerolog.New(w.logs).With().Timestamp().Logger(),
 		MDEHTTPClient: w.mde.HTTPClient(),
-		Timings:       timings,
 	})
 	if err != nil {
 		t.Fatal(err)

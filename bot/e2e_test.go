@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
-	"github.com/soc/isolate-bot/internal/app"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/store"
@@ -193,7 +193,7 @@ func TestE2EQueuedBehindRateLimit(t *testing.T) {
 	w := newWorld(t)
 	const window = 1500 * time.Millisecond
 	w.start(e2eOptions{env: map[string]string{"RATE_LIMIT_PER_MINUTE": "1", "RATE_LIMIT_PER_HOUR": "100"},
-		timings: app.Timings{MinuteWindow: window, HourWindow: time.Hour}})
+		fixed: func(f *config.Fixed) { f.RateLimitMinute, f.RateLimitHour = window, time.Hour }})
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", machineA+" full first")
 	cardA, idA := w.card(t, "host-42.corp.example")
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", machineB+" full second")

@@ -1,42 +1,50 @@
 package commands
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
-// Config is the behaviour of a Service. Zero durations take the defaults
-// documented on each field (see withDefaults).
+// Config is the behaviour of a Service. Every duration is required:
+// internal/app passes internal/config's values, and commands keeps no
+// defaults of its own.
 type Config struct {
 	AllowedUsers    []string      // Slack user ids (U…/W…) and user-group ids (S…) allowed to request
 	Approvers       []string      // same forms, allowed to approve/deny
 	AllowedChannels []string      // empty: any channel
-	ApprovalTTL     time.Duration // default 1h
-	QueueMaxWait    time.Duration // how long an approved request may wait for a rate-limit slot (default 2h)
-	CommandTimeout  time.Duration // per slash command / click work (default 20s)
-	CallTimeout     time.Duration // one MDE call (default 30s)
-	PollInterval    time.Duration // MachineAction status polling after the POST (default 30s)
-	PollFor         time.Duration // stop following status after this (default 30m)
-	GroupCacheTTL   time.Duration // user-group membership cache (default 5m)
-	SchedulerEvery  time.Duration // scheduler tick (default 5s)
+	ApprovalTTL     time.Duration // how long a request waits for a decision
+	QueueMaxWait    time.Duration // how long an approved request may wait for a rate-limit slot
+	CommandTimeout  time.Duration // per slash command / click work; the transport's per-delivery timeout is the same value
+	CallTimeout     time.Duration // one MDE call (MDE_CALL_TIMEOUT)
+	PollInterval    time.Duration // MachineAction status polling after the POST
+	PollFor         time.Duration // stop following status after this
+	GroupCacheTTL   time.Duration // user-group membership cache
+	SchedulerEvery  time.Duration // scheduler tick (leases are counted in it)
 }
 
-// withDefaults fills the zero durations. This is the one place commands
-// keeps defaults, until they move to internal/config with the others.
-func (c Config) withDefaults() Config {
+// check panics when a duration is missing: a zero one would time every
+// command out at once or follow no action at all.
+func (c Config) check() {
+	var missing []string
 	for _, f := range []struct {
-		d   *time.Duration
-		def time.Duration
+		name string
+		d    time.Duration
 	}{
-		{&c.ApprovalTTL, time.Hour},
-		{&c.QueueMaxWait, 2 * time.Hour},
-		{&c.CommandTimeout, 20 * time.Second},
-		{&c.CallTimeout, 30 * time.Second},
-		{&c.PollInterval, 30 * time.Second},
-		{&c.PollFor, 30 * time.Minute},
-		{&c.GroupCacheTTL, 5 * time.Minute},
-		{&c.SchedulerEvery, 5 * time.Second},
+		{"ApprovalTTL", c.ApprovalTTL},
+		{"QueueMaxWait", c.QueueMaxWait},
+		{"CommandTimeout", c.CommandTimeout},
+		{"CallTimeout", c.CallTimeout},
+		{"PollInterval", c.PollInterval},
+		{"PollFor", c.PollFor},
+		{"GroupCacheTTL", c.GroupCacheTTL},
+		{"SchedulerEvery", c.SchedulerEvery},
 	} {
-		if *f.d <= 0 {
-			*f.d = f.def
+		if f.d <= 0 {
+			missing = append(missing, f.name)
 		}
 	}
-	return c
+	if len(missing) > 0 {
+		panic(fmt.Sprintf("commands: Config.%s not set; internal/app passes internal/config's value", strings.Join(missing, ", Config.")))
+	}
 }

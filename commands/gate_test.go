@@ -14,10 +14,7 @@ import (
 // oneAMinute is a memory limiter on clk admitting one call per window in
 // every budget.
 func oneAMinute(clk func() time.Time, window time.Duration) *ratelimit.Memory {
-	return ratelimit.NewMemory(ratelimit.Config{
-		Limits: ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour},
-		Now:    clk,
-	})
+	return ratelimit.NewMemory(limiterConfig(ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour}, clk))
 }
 
 // newGate is the production Gate over l on clk.

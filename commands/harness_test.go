@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/mock"
 	"github.com/soc/isolate-bot/internal/testclock"
 	"github.com/soc/isolate-bot/store"
@@ -72,6 +73,7 @@ func testConfig() Config {
 		CallTimeout:    5 * time.Second,
 		PollInterval:   5 * time.Millisecond,
 		PollFor:        5 * time.Second,
+		GroupCacheTTL:  config.DefaultGroupCacheTTL,
 		SchedulerEvery: 10 * time.Millisecond,
 	}
 }
@@ -82,7 +84,7 @@ func newEnv(t *testing.T, mod ...func(*env)) *env {
 	t.Helper()
 	clk := testclock.New(testclock.Start)
 	sim := defender.NewSimulator(clk.Now)
-	mem := store.NewMemoryApprovals(store.ApprovalsConfig{Now: clk.Now})
+	mem := store.NewMemoryApprovals(storeConfig(clk.Now))
 	e := &env{t: t, clk: clk, sim: sim, def: mock.DefenderOver(sim), store: mem, mem: mem, rec: &recorder{}, cfg: testConfig()}
 	e.msgr = e.rec.messenger()
 	e.def.IsolateFn = func(ctx context.Context, slot defender.Slot, id string, typ defender.IsolationType, c string) (defender.MachineAction, error) {

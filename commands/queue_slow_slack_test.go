@@ -87,15 +87,15 @@ func (l *ticketLog) Reserve(ctx context.Context, budget string) (*ratelimit.Tick
 // fake, through the real client) within 100 ms of its reserved slot.
 func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 	mde := fakemde.New(t, nil)
-	client, err := defender.New(defender.Config{APIURL: mde.URL(), AuthorityHost: mde.URL(), TenantID: fakemde.TenantID,
-		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret, HTTPClient: mde.HTTPClient()})
+	client, err := defender.New(mdeConfig(defender.Config{APIURL: mde.URL(), AuthorityHost: mde.URL(), TenantID: fakemde.TenantID,
+		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret, HTTPClient: mde.HTTPClient()}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := ratelimit.NewMemory(ratelimit.Config{Limits: ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: 2 * time.Second, Hour: time.Hour}})
+	lim := ratelimit.NewMemory(limiterConfig(ratelimit.Limits{PerMinute: 1, PerHour: 100, Minute: 2 * time.Second, Hour: time.Hour}, nil))
 	gate := &ticketLog{g: ratelimit.NewGate(lim, time.Minute, nil, zerolog.Nop())}
 	msgr := &slowMessenger{Messenger: (&recorder{}).messenger()}
-	approvals := store.NewMemoryApprovals(store.ApprovalsConfig{})
+	approvals := store.NewMemoryApprovals(storeConfig(nil))
 	cfg := testConfig()
 	cfg.CommandTimeout, cfg.PollInterval = 20*time.Second, time.Second
 	svc := New(cfg, Deps{Defender: client, Approvals: approvals, Gate: gate, Messenger: msgr,

@@ -85,7 +85,7 @@ func TestQueueBeyondMaxWaitFails(t *testing.T) {
 func TestLimiterDownNothingSent(t *testing.T) {
 	var lim *downLimiter
 	e := newEnv(t, func(e *env) {
-		lim = &downLimiter{Backend: ratelimit.NewMemory(ratelimit.Config{Now: e.clk.Now})}
+		lim = &downLimiter{Backend: ratelimit.NewMemory(limiterConfig(ratelimit.Limits{}, e.clk.Now))}
 		g := newGate(lim, e.cfg.QueueMaxWait, e.clk.Now)
 		e.sim.Gate, e.gate = g, g
 	})
@@ -226,7 +226,9 @@ func TestReplicasRedisStore(t *testing.T) {
 	n := 0
 	replicas(t, func(e *env) Approvals {
 		n++
-		return store.NewApprovals(rdb, store.ApprovalsConfig{Prefix: fmt.Sprintf("cmdtest%d", n), Now: e.clk.Now})
+		cfg := storeConfig(e.clk.Now)
+		cfg.Prefix = fmt.Sprintf("cmdtest%d", n)
+		return store.NewApprovals(rdb, cfg)
 	})
 }
 

@@ -19,7 +19,7 @@ type Deps struct {
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
 	Logger    zerolog.Logger
-	Now       func() time.Time // default time.Now
+	Now       func() time.Time // nil: time.Now
 	Version   string
 }
 
@@ -63,13 +63,13 @@ type Service struct {
 	groups map[string]groupHit // user-group membership cache
 }
 
-// New returns a Service. Zero Config durations take their defaults.
+// New returns a Service. It panics when cfg lacks a duration (see Config).
 func New(cfg Config, deps Deps) *Service {
+	cfg.check()
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
 	bg, stop := context.WithCancel(context.Background())
-	cfg = cfg.withDefaults()
 	return &Service{
 		cfg:    cfg,
 		d:      deps,
@@ -81,6 +81,9 @@ func New(cfg Config, deps Deps) *Service {
 		groups: map[string]groupHit{},
 	}
 }
+
+// Config returns the Service's configuration.
+func (s *Service) Config() Config { return s.cfg }
 
 // Stop cancels background work (queued or running executions, status
 // followers). An execution stopped mid-call stays "executing" in the store

@@ -230,7 +230,10 @@ func TestCertificateCredential(t *testing.T) {
 // front, all at once, without echoing the secret.
 func TestNewValidatesConfig(t *testing.T) {
 	good := func() Config {
-		return Config{APIURL: "https://api.securitycenter.microsoft.com", TenantID: "contoso.onmicrosoft.com", ClientID: testClientID, ClientSecret: testSecret}
+		return Config{APIURL: "https://api.securitycenter.microsoft.com", AuthorityHost: "https://login.microsoftonline.com",
+			TenantID: "contoso.onmicrosoft.com", ClientID: testClientID, ClientSecret: testSecret,
+			UserAgent: "isolate-bot/test", MaxGetAttempts: 3, BaseBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second,
+			MaxRetryAfterWait: 30 * time.Second, AttemptTimeout: 30 * time.Second}
 	}
 	pemBytes, _ := selfSigned(t)
 	tests := []struct {
@@ -246,7 +249,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		}, nil},
 		{"certificate", func(c *Config) { c.ClientSecret = ""; c.CertificatePEM = pemBytes }, nil},
 		{"loopback http", func(c *Config) { c.APIURL = "http://127.0.0.1:8080" }, nil},
-		{"nothing", func(c *Config) { *c = Config{} }, []string{"MDE API URL", "tenant id", "client id", "client secret or a client certificate"}},
+		{"nothing", func(c *Config) { *c = Config{} }, []string{"MDE API URL", "authority host", "tenant id", "client id", "client secret or a client certificate"}},
+		{"no tuning", func(c *Config) {
+			c.UserAgent, c.MaxGetAttempts, c.BaseBackoff, c.MaxBackoff, c.MaxRetryAfterWait, c.AttemptTimeout = "", 0, 0, 0, 0, 0
+		}, []string{"UserAgent not set", "MaxGetAttempts not set", "BaseBackoff not set", "MaxBackoff not set", "MaxRetryAfterWait not set", "AttemptTimeout not set", "internal/config"}},
 		{"plain http", func(c *Config) { c.APIURL = "http://api.securitycenter.microsoft.com" }, []string{"https"}},
 		{"query in api url", func(c *Config) { c.APIURL = "https://api.securitycenter.microsoft.com?x=1" }, []string{"no query"}},
 		{"tenant with slash", func(c *Config) { c.TenantID = "a/b" }, []string{"tenant id"}},

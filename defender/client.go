@@ -2,7 +2,6 @@ package defender
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,21 +38,13 @@ type Slot interface {
 	Wait(ctx context.Context) error
 }
 
-// Defaults for Config fields left zero.
-const (
-	DefaultAuthorityHost     = "https://login.microsoftonline.com"
-	DefaultMaxGetAttempts    = 3
-	DefaultBaseBackoff       = 200 * time.Millisecond
-	DefaultMaxBackoff        = 5 * time.Second
-	DefaultMaxRetryAfterWait = 30 * time.Second
-	DefaultAttemptTimeout    = 30 * time.Second
-	DefaultUserAgent         = "isolate-bot"
-	// MaxResponseBytes bounds how much of an MDE response is read.
-	MaxResponseBytes = 4 << 20
-)
+// MaxResponseBytes bounds how much of an MDE response is read.
+const MaxResponseBytes = 4 << 20
 
-// Config configures a Client. APIURL, TenantID, ClientID and exactly one of
-// ClientSecret or CertificatePEM are required.
+// Config configures a Client. Every field is required (exactly one of
+// ClientSecret or CertificatePEM) except Scope, HTTPClient, Gate, Logger, Now
+// and Jitter; internal/app passes internal/config's values, the client keeps
+// no defaults of its own.
 type Config struct {
 	// APIURL is the MDE API base, e.g. https://api.securitycenter.microsoft.com,
 	// a geo host (https://eu.api.security.microsoft.com) or a Gov host
@@ -61,8 +52,9 @@ type Config struct {
 	APIURL string
 	// Scope defaults to ScopeFor(APIURL).
 	Scope string
-	// AuthorityHost defaults to https://login.microsoftonline.com; the
-	// authority is AuthorityHost + "/" + TenantID.
+	// AuthorityHost is the Entra login host, e.g.
+	// https://login.microsoftonline.com; the authority is AuthorityHost +
+	// "/" + TenantID.
 	AuthorityHost  string
 	TenantID       string
 	ClientID       string
@@ -74,15 +66,15 @@ type Config struct {
 	UserAgent  string // e.g. "isolate-bot/1.2.3"
 	Gate       Gate   // optional shared rate limiter
 	Logger     zerolog.Logger
-	Now        func() time.Time
+	Now        func() time.Time // nil: time.Now
 
-	MaxGetAttempts    int           // GET attempts including the first; default 3
-	BaseBackoff       time.Duration // first GET retry delay before jitter; default 200ms
-	MaxBackoff        time.Duration // cap on one retry delay; default 5s
-	MaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out; default 30s
-	AttemptTimeout    time.Duration // per HTTP attempt, within ctx; default 30s
+	MaxGetAttempts    int           // GET attempts including the first
+	BaseBackoff       time.Duration // first GET retry delay before jitter
+	MaxBackoff        time.Duration // cap on one retry delay
+	MaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out
+	AttemptTimeout    time.Duration // per HTTP attempt, within ctx (MDE_CALL_TIMEOUT)
 	// Jitter returns a number in [0,1); a retry waits between half and all
-	// of the exponential delay. Default math/rand/v2.Float64.
+	// of the exponential delay. nil: math/rand/v2.Float64.
 	Jitter func() float64
 }
 
@@ -124,13 +116,11 @@ func New(cfg Config) (*Client, error) {
 		problems = append(problems, fmt.Errorf("MDE API URL: %w", err))
 	}
 	authHost := cfg.AuthorityHost
-	if authHost == "" {
-		authHost = DefaultAuthorityHost
-	}
 	auth, err := url.Parse(strings.TrimRight(authHost, "/"))
 	if err != nil || auth.Scheme != "https" || auth.Host == "" || (auth.Path != "" && auth.Path != "/") || auth.RawQuery != "" || auth.User != nil {
 		problems = append(problems, fmt.Errorf("authority host %q must be https://host with no path", authHost))
 	}
+	problems = append(problems, cfg.missing()...)
 	if !tenantRe.MatchString(cfg.TenantID) {
 		problems = append(problems, errors.New("tenant id is missing or not a tenant GUID/domain"))
 	}
@@ -190,7 +180,7 @@ func New(cfg Config) (*Client, error) {
 		scopes:     []string{scope},
 		msal:       mc,
 		http:       &apiHTTP,
-		userAgent:  cmp.Or(cfg.UserAgent, DefaultUserAgent),
+		userAgent:  cfg.UserAgent,
 		gate:       cfg.Gate,
 		log:        cfg.Logger,
 		now:        cfg.Now,
@@ -206,25 +196,32 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.maxGet <= 0 {
-		c.maxGet = DefaultMaxGetAttempts
-	}
-	if c.base <= 0 {
-		c.base = DefaultBaseBackoff
-	}
-	if c.cap <= 0 {
-		c.cap = DefaultMaxBackoff
-	}
-	if c.maxRAWait <= 0 {
-		c.maxRAWait = DefaultMaxRetryAfterWait
-	}
-	if c.attemptTTL <= 0 {
-		c.attemptTTL = DefaultAttemptTimeout
-	}
 	if c.jitter == nil {
 		c.jitter = rand.Float64
 	}
 	return c, nil
+}
+
+// missing names the tuning values left zero: the client keeps no defaults
+// of its own (internal/app passes internal/config's values).
+func (cfg Config) missing() []error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		zero bool
+	}{
+		{"UserAgent", cfg.UserAgent == ""},
+		{"MaxGetAttempts", cfg.MaxGetAttempts <= 0},
+		{"BaseBackoff", cfg.BaseBackoff <= 0},
+		{"MaxBackoff", cfg.MaxBackoff <= 0},
+		{"MaxRetryAfterWait", cfg.MaxRetryAfterWait <= 0},
+		{"AttemptTimeout", cfg.AttemptTimeout <= 0},
+	} {
+		if f.zero {
+			errs = append(errs, fmt.Errorf("%s not set; internal/app passes internal/config's value", f.name))
+		}
+	}
+	return errs
 }
 
 // tenantRe accepts a tenant GUID or a domain such as contoso.onmicrosoft.com;

@@ -243,6 +243,9 @@ func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n 
 		BaseBackoff:    10 * time.Millisecond,
 		MaxBackoff:     40 * time.Millisecond,
 		Jitter:         func() float64 { return 0.5 },
+		// As in production (internal/config): 30 s each.
+		MaxRetryAfterWait: 30 * time.Second,
+		AttemptTimeout:    30 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)

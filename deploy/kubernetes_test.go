@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/internal/config"
-	"github.com/soc/isolate-bot/internal/ops"
 )
 
 // TestKustomization: every resource listed exists, every manifest except
@@ -112,8 +111,8 @@ func checkProbes(t *testing.T, c container) {
 		}
 		// The kubelet must wait longer than one readiness check may take,
 		// or the probe times out before /readyz says which check failed.
-		if time.Duration(pr.p.TimeoutSeconds)*time.Second <= ops.DefaultCheckTimeout {
-			t.Errorf("%s probe timeoutSeconds = %d, must exceed the %s check timeout", pr.name, pr.p.TimeoutSeconds, ops.DefaultCheckTimeout)
+		if time.Duration(pr.p.TimeoutSeconds)*time.Second <= config.DefaultReadyCheckTimeout {
+			t.Errorf("%s probe timeoutSeconds = %d, must exceed the %s check timeout", pr.name, pr.p.TimeoutSeconds, config.DefaultReadyCheckTimeout)
 		}
 	}
 }

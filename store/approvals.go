@@ -6,43 +6,37 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// ApprovalsConfig configures Approvals and MemoryApprovals. Zero fields take
-// the documented defaults.
+// ApprovalsConfig configures Approvals and MemoryApprovals. Every field but
+// Now is required; internal/app passes internal/config's values.
 type ApprovalsConfig struct {
 	// Prefix is the hash tag of every key: "{<Prefix>}:req:<id>" and so on,
 	// so all keys live in one Redis Cluster slot and scripts may touch them
-	// together. Default "isolate-bot". Deployments (or tests) sharing a
-	// Redis use different prefixes.
+	// together. Deployments (or tests) sharing a Redis use different
+	// prefixes.
 	Prefix string
 	// Retention (AUDIT_RETENTION) is how long a request record, its machine
 	// index and its per-request audit stream are kept after creation or
 	// their last update, and the age past which global audit entries are
-	// trimmed. Default 30 days.
+	// trimmed.
 	Retention time.Duration
 	// AuditMaxLen caps the global audit stream at about this many entries
 	// (MAXLEN ~), whatever their age, so a flood of events cannot grow it
-	// without bound. Default 100000.
+	// without bound.
 	AuditMaxLen int64
 	// Now is the clock for CreatedAt, DecidedAt, UpdatedAt and for comparing
-	// ExpiresAt and CheckAt. Default time.Now. Unlike the limiter, which
+	// ExpiresAt and CheckAt; nil means time.Now. Unlike the limiter, which
 	// reads Redis's TIME, record times come from the clock of the replica
 	// that writes them, so replicas must keep their clocks in sync (NTP).
 	// Key TTLs (Retention, FirstDelivery) and audit entry ids run on Redis's
 	// clock.
 	Now func() time.Time
 }
-
-// Defaults of ApprovalsConfig.
-const (
-	DefaultApprovalsPrefix = "isolate-bot"
-	DefaultRetention       = 30 * 24 * time.Hour
-	DefaultAuditMaxLen     = 100000
-)
 
 // auditPerRequestMaxLen caps one request's audit stream (MAXLEN ~): a
 // request has a few dozen events; this only guards against a runaway loop.
@@ -52,15 +46,24 @@ const auditPerRequestMaxLen = 1000
 // another replica changed it between the read and the script.
 const createRetries = 10
 
-func (c ApprovalsConfig) withDefaults() ApprovalsConfig {
-	if c.Prefix == "" {
-		c.Prefix = DefaultApprovalsPrefix
+// checked returns c with a nil clock set to time.Now. It panics when a
+// value is missing: the store keeps no defaults of its own.
+func (c ApprovalsConfig) checked() ApprovalsConfig {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		zero bool
+	}{
+		{"Prefix", c.Prefix == ""},
+		{"Retention", c.Retention <= 0},
+		{"AuditMaxLen", c.AuditMaxLen <= 0},
+	} {
+		if f.zero {
+			missing = append(missing, f.name)
+		}
 	}
-	if c.Retention <= 0 {
-		c.Retention = DefaultRetention
-	}
-	if c.AuditMaxLen <= 0 {
-		c.AuditMaxLen = DefaultAuditMaxLen
+	if len(missing) > 0 {
+		panic(fmt.Sprintf("store: ApprovalsConfig.%s not set; internal/app passes internal/config's value", strings.Join(missing, ", ApprovalsConfig.")))
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -101,9 +104,9 @@ type Approvals struct {
 }
 
 // NewApprovals returns an Approvals on rdb (a Client, ClusterClient or
-// failover client).
+// failover client). It panics when cfg lacks a value.
 func NewApprovals(rdb redis.UniversalClient, cfg ApprovalsConfig) *Approvals {
-	cfg = cfg.withDefaults()
+	cfg = cfg.checked()
 	return &Approvals{rdb: rdb, cfg: cfg, keys: newApprovalKeys(cfg.Prefix)}
 }
 

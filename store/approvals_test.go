@@ -20,7 +20,7 @@ import (
 func TestApprovalsContract(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		runApprovalsContract(t, func(t testing.TB, cfg ApprovalsConfig) approvalsUnderTest {
-			m := NewMemoryApprovals(cfg)
+			m := NewMemoryApprovals(complete(cfg))
 			return approvalsUnderTest{
 				approvalsAPI: m,
 				replica:      func(testing.TB) approvalsAPI { return m },
@@ -44,7 +44,7 @@ func TestApprovalsContract(t *testing.T) {
 // redisUnderTest gives each instance (and each replica) its own client,
 // i.e. its own connection pool, as separate bot replicas have.
 func redisUnderTest(t testing.TB, cfg ApprovalsConfig, dial func(t testing.TB) redis.UniversalClient) approvalsUnderTest {
-	open := func(t testing.TB) *Approvals { return NewApprovals(dial(t), cfg) }
+	open := func(t testing.TB) *Approvals { return NewApprovals(dial(t), complete(cfg)) }
 	a := open(t)
 	return approvalsUnderTest{
 		approvalsAPI: a,
@@ -89,7 +89,7 @@ func apRealistic(now time.Time) Request {
 func TestApprovalsRedisMemoryUsage(t *testing.T) {
 	ctx := context.Background()
 	rdb := testRedis(t)
-	a := NewApprovals(rdb, ApprovalsConfig{Prefix: testPrefix(t)})
+	a := NewApprovals(rdb, complete(ApprovalsConfig{Prefix: testPrefix(t)}))
 	r, err := a.Create(ctx, apRealistic(time.Now()))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +129,7 @@ func TestApprovalsRedisMemoryUsage(t *testing.T) {
 	// hashtable. Raising it (a deployment choice, see README.md, "Record
 	// fields") keeps records in the compact listpack encoding.
 	lp := redistest.StartWith(t, redistest.Options{Args: []string{"--hash-max-listpack-value", "512"}}).Client()
-	b := NewApprovals(lp, ApprovalsConfig{})
+	b := NewApprovals(lp, complete(ApprovalsConfig{}))
 	r2, err := b.Create(ctx, apRealistic(time.Now()))
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestApprovalsRedisKeysAndTTLs(t *testing.T) {
 	const retention = time.Hour
 	clk := newAPClock()
 	p := "{" + testPrefix(t) + "}"
-	a := NewApprovals(rdb, ApprovalsConfig{Prefix: p[1 : len(p)-1], Retention: retention, Now: clk.Now})
+	a := NewApprovals(rdb, complete(ApprovalsConfig{Prefix: p[1 : len(p)-1], Retention: retention, Now: clk.Now}))
 	r, err := a.Create(ctx, apRequest(apMachine(1), clk.Now().Add(time.Minute)))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +219,7 @@ func TestApprovalsRedisTransitionRefreshesTTL(t *testing.T) {
 	ctx := context.Background()
 	// Its own server: it flushes the script cache.
 	rdb := redistest.Start(t).Client()
-	a := NewApprovals(rdb, ApprovalsConfig{Retention: time.Hour})
+	a := NewApprovals(rdb, complete(ApprovalsConfig{Retention: time.Hour}))
 	r, err := a.Create(ctx, apRequest(apMachine(1), time.Now().Add(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +248,7 @@ func TestApprovalsRedisTransitionRefreshesTTL(t *testing.T) {
 func TestApprovalsRedisSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.StartWith(t, redistest.Options{AppendOnly: true})
-	a := NewApprovals(srv.Client(), ApprovalsConfig{})
+	a := NewApprovals(srv.Client(), complete(ApprovalsConfig{}))
 	r, err := a.Create(ctx, apRequest(apMachine(1), time.Now().Add(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func TestApprovalsRedisSurvivesRestart(t *testing.T) {
 
 	srv.Restart() // SIGKILL, then start on the same port and dir
 
-	b := NewApprovals(srv.Client(), ApprovalsConfig{})
+	b := NewApprovals(srv.Client(), complete(ApprovalsConfig{}))
 	if got, err := b.Get(ctx, r.ID); err != nil || !reflect.DeepEqual(got, approved) {
 		t.Fatalf("after restart Get = %+v, %v; want %+v", got, err, approved)
 	}
@@ -298,7 +298,7 @@ func TestApprovalsRedisUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, DialerRetries: 1})
 	t.Cleanup(func() { rdb.Close() })
-	a := NewApprovals(rdb, ApprovalsConfig{})
+	a := NewApprovals(rdb, complete(ApprovalsConfig{}))
 	r, err := a.Create(ctx, apRequest(apMachine(1), time.Now().Add(time.Hour)))
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestApprovalsRedisUnavailable(t *testing.T) {
 func TestApprovalsRedisCorruptRecord(t *testing.T) {
 	ctx := context.Background()
 	rdb := testRedis(t)
-	a := NewApprovals(rdb, ApprovalsConfig{Prefix: testPrefix(t)})
+	a := NewApprovals(rdb, complete(ApprovalsConfig{Prefix: testPrefix(t)}))
 	rdb.HSet(ctx, a.keys.req("r-7"), fMachine, apMachine(1), fVersion, "1")
 	if _, err := a.Get(ctx, "r-7"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(corrupt) = %v, want a decode error", err)
@@ -345,7 +345,7 @@ func TestApprovalsRedisCorruptRecord(t *testing.T) {
 func ExampleMemoryApprovals_Transition() {
 	ctx := context.Background()
 	clk := newAPClock()
-	var a approvalsAPI = NewMemoryApprovals(ApprovalsConfig{Now: clk.Now})
+	var a approvalsAPI = NewMemoryApprovals(complete(ApprovalsConfig{Now: clk.Now}))
 	r, _ := a.Create(ctx, apRequest(apMachine(1), clk.Now().Add(15*time.Minute)))
 	_, err := a.Transition(ctx, r.ID, Pending, Change{To: Approved, By: "U0MGR"})
 	fmt.Println(err)

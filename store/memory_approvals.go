@@ -45,10 +45,11 @@ type memAudit struct {
 	exp    time.Time
 }
 
-// NewMemoryApprovals returns an empty MemoryApprovals.
+// NewMemoryApprovals returns an empty MemoryApprovals. It panics when cfg
+// lacks a value.
 func NewMemoryApprovals(cfg ApprovalsConfig) *MemoryApprovals {
 	return &MemoryApprovals{
-		cfg:      cfg.withDefaults(),
+		cfg:      cfg.checked(),
 		reqs:     map[string]memRecord{},
 		machines: map[string]memPointer{},
 		seen:     map[string]time.Time{},

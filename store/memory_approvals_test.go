@@ -12,7 +12,7 @@ import (
 func TestMemoryApprovalsPrunesOnAccess(t *testing.T) {
 	ctx := context.Background()
 	clk := newAPClock()
-	m := NewMemoryApprovals(ApprovalsConfig{Now: clk.Now, Retention: time.Hour})
+	m := NewMemoryApprovals(complete(ApprovalsConfig{Now: clk.Now, Retention: time.Hour}))
 	for i := range 50 {
 		if _, err := m.FirstDelivery(ctx, "Ev"+apMachine(i), time.Minute); err != nil {
 			t.Fatal(err)
@@ -51,7 +51,7 @@ func TestMemoryApprovalsPrunesOnAccess(t *testing.T) {
 func TestMemoryApprovalsTrimsExactly(t *testing.T) {
 	ctx := context.Background()
 	clk := newAPClock()
-	m := NewMemoryApprovals(ApprovalsConfig{Now: clk.Now, AuditMaxLen: 5, Retention: time.Minute})
+	m := NewMemoryApprovals(complete(ApprovalsConfig{Now: clk.Now, AuditMaxLen: 5, Retention: time.Minute}))
 	for range 7 {
 		clk.Advance(time.Second)
 		if err := m.Append(ctx, Event{Type: EventRefused}); err != nil {
@@ -77,7 +77,7 @@ func TestMemoryApprovalsTrimsExactly(t *testing.T) {
 func TestMemoryApprovalsHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	m := NewMemoryApprovals(ApprovalsConfig{})
+	m := NewMemoryApprovals(complete(ApprovalsConfig{}))
 	if _, err := m.Create(ctx, apRequest(apMachine(1), time.Now().Add(time.Hour))); !errors.Is(err, context.Canceled) {
 		t.Errorf("Create: %v", err)
 	}

@@ -11,22 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/soc/isolate-bot/internal/app"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/console"
-)
-
-// Console timings at CONSOLE_SPEED=1: quick enough to watch an action go
-// Pending → InProgress → Succeeded in a few seconds (the simulator takes 5 s).
-const (
-	consolePoll     = time.Second
-	consoleSchedule = time.Second
-	consolePollFor  = 2 * time.Minute
-	// consoleDrain bounds the wait after end of input for running work
-	// (status following) so a piped script sees the outcome.
-	consoleDrain = time.Minute
 )
 
 // runConsole is the terminal try-out: internal/app with the console as its
@@ -38,7 +25,8 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		return err
 	}
 	// CONSOLE_SPEED (console only, default 1) divides the simulator's and
-	// the follower's timings: scripts and tests see the whole flow quickly.
+	// the follower's timings (LoadConsole's, see internal/config): scripts
+	// and tests see the whole flow quickly.
 	speed := 1.0
 	if v := strings.TrimSpace(getenv("CONSOLE_SPEED")); v != "" {
 		speed, err = strconv.ParseFloat(v, 64)
@@ -47,16 +35,10 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		}
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
+	cfg.PollInterval, cfg.PollFor, cfg.SchedulerEvery = scale(cfg.PollInterval), scale(cfg.PollFor), scale(cfg.SchedulerEvery)
+	drain := scale(cfg.ConsoleDrain)
 
-	// A terminal wants warnings only, readable; explicit settings win.
-	level, format := cfg.LogLevel, cfg.LogFormat
-	if getenv("LOG_LEVEL") == "" {
-		level = zerolog.WarnLevel
-	}
-	if getenv("LOG_FORMAT") == "" {
-		format = "console"
-	}
-	log := app.NewLogger(level, format, stderr)
+	log := app.NewLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 
 	channel := "C0CONSOLE"
 	if len(cfg.AllowedChannelIDs) > 0 {
@@ -68,11 +50,6 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		Version:  version,
 		Console:  &app.Console{Messenger: con, Directory: con},
 		SimSpeed: speed,
-		Timings: app.Timings{
-			PollInterval:   scale(consolePoll),
-			PollFor:        scale(consolePollFor),
-			SchedulerEvery: scale(consoleSchedule),
-		},
 	})
 	if err != nil {
 		return err
@@ -87,9 +64,9 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 	quit, runErr := con.Run(ctx, stdin, a.Service(), isTerminal(stdin))
 	if !quit && ctx.Err() == nil {
 		// End of input: let running work finish so a piped script sees it.
-		dctx, cancel := context.WithTimeout(ctx, scale(consoleDrain))
+		dctx, cancel := context.WithTimeout(ctx, drain)
 		if a.FinishBackground(dctx) != nil && ctx.Err() == nil {
-			fmt.Fprintf(stdout, "(console) stopped waiting for running work after %s\n", scale(consoleDrain))
+			fmt.Fprintf(stdout, "(console) stopped waiting for running work after %s\n", drain)
 		}
 		cancel()
 	}

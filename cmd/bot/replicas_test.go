@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/bot"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/internal/redistest"
@@ -323,7 +324,7 @@ func TestSurvivorTakesOverExecuting(t *testing.T) {
 	if !survivor.hasLog("message", "took over a stranded request; reconciling with MDE before any call", "request_id", id.Value) {
 		t.Errorf("%s did not log the takeover", survivor.name)
 	}
-	req, err := store.NewApprovals(h.rs.Client(), store.ApprovalsConfig{}).Get(context.Background(), id.Value)
+	req, err := h.store().Get(context.Background(), id.Value)
 	// Done once the action is final; until then it stays executing, followed.
 	if err != nil || (req.State != store.Done && req.State != store.Executing) || req.MachineActionID == "" {
 		t.Errorf("request in Redis: state %q action %q err %v; want it to hold the MDE action", req.State, req.MachineActionID, err)
@@ -540,7 +541,7 @@ func TestMDESlowOrDown(t *testing.T) {
 		}
 	}
 	id, _ := card.Button(bot.ActionApprove)
-	req, err := store.NewApprovals(h.rs.Client(), store.ApprovalsConfig{}).Get(context.Background(), id.Value)
+	req, err := h.store().Get(context.Background(), id.Value)
 	if err != nil || req.State != store.Failed {
 		t.Errorf("request state %q (err %v), want failed", req.State, err)
 	}
@@ -725,7 +726,7 @@ func TestSurvivorTakesOverQueued(t *testing.T) {
 		t.Errorf("%s did not log the takeover of %s", survivor.name, id2.Value)
 	}
 	survivor.stop(t, 20*time.Second)
-	req, err := store.NewApprovals(h.rs.Client(), store.ApprovalsConfig{}).Get(context.Background(), id2.Value)
+	req, err := h.store().Get(context.Background(), id2.Value)
 	// Stopped while following: executing with its action, for the next
 	// replica to follow; or done if the action finished first.
 	if err != nil || (req.State != store.Done && req.State != store.Executing) || req.MachineActionID == "" {
@@ -735,4 +736,11 @@ func TestSurvivorTakesOverQueued(t *testing.T) {
 	if err != nil || len(acts) != 1 || acts[0].ID != req.MachineActionID {
 		t.Errorf("MDE actions for the queued machine: %d (err %v); want exactly the request's one", len(acts), err)
 	}
+}
+
+// store reads the replicas' state as they do: the default REDIS_PREFIX and
+// the other values from internal/config.
+func (h *harness) store() *store.Approvals {
+	return store.NewApprovals(h.rs.Client(), store.ApprovalsConfig{Prefix: config.DefaultRedisPrefix,
+		Retention: config.DefaultAuditRetention, AuditMaxLen: config.DefaultAuditMaxLen})
 }

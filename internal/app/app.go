@@ -43,10 +43,11 @@ type Options struct {
 	// Version is reported to MDE (User-Agent) and in the usage text.
 	Version string
 	// MDEHTTPClient carries the calls to Azure AD and MDE (tests: a client
-	// trusting the fake's certificate); nil: the defender package's default.
+	// trusting the fake's certificate); nil: a plain http.Client (each
+	// attempt is bounded by MDE_CALL_TIMEOUT).
 	MDEHTTPClient *http.Client
-	// SlackHTTPClient carries the Slack Web API calls; nil: a client with a
-	// 30 s timeout. SLACK_API_URL says where they go.
+	// SlackHTTPClient carries the Slack Web API calls; nil: a client with
+	// config's SlackCallTimeout. SLACK_API_URL says where they go.
 	SlackHTTPClient *http.Client
 	// Console, when set, is the transport instead of Slack: no Socket Mode
 	// runner and no ops HTTP server (nothing to probe, and HTTP_ADDR would
@@ -56,10 +57,10 @@ type Options struct {
 	// stranded ones are not taken over by this process.
 	NoScheduler bool
 	// SimSpeed > 1 runs the simulator's actions that many times faster (the
-	// console's CONSOLE_SPEED).
+	// console's CONSOLE_SPEED). The timings without a variable (status
+	// polling, the scheduler, the limiter's windows) are config.Fixed: the
+	// console and tests shorten them on the Config they pass to New.
 	SimSpeed float64
-	// Timings shorten the timings that have no configuration variable.
-	Timings Timings
 }
 
 // Console is the console's transport: cards and replies go to Messenger,
@@ -69,22 +70,11 @@ type Console struct {
 	Directory commands.Directory
 }
 
-// Timings override timings that have no configuration variable; zero keeps
-// the real value. The console and the tests run faster with them.
-type Timings struct {
-	PollInterval   time.Duration // MDE action status reads while following
-	PollFor        time.Duration // how long an action is followed
-	SchedulerEvery time.Duration // scheduler pass interval
-	MinuteWindow   time.Duration // the limiter's "minute" window
-	HourWindow     time.Duration // the limiter's "hour" window
-}
-
-func (o Options) withDefaults() Options {
+// withClock sets a nil clock to time.Now; every other value comes from
+// the configuration.
+func (o Options) withClock() Options {
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Timings.SchedulerEvery <= 0 {
-		o.Timings.SchedulerEvery = 5 * time.Second // TODO(defaults): from internal/config
 	}
 	return o
 }
@@ -131,7 +121,7 @@ type App struct {
 // port fails before anything else is contacted), then connects to Redis.
 // On error everything acquired so far is released.
 func New(cfg config.Config, o Options) (*App, error) {
-	o = o.withDefaults()
+	o = o.withClock()
 	a := &App{cfg: cfg, o: o, log: o.Log}
 	ok := false
 	defer func() {
@@ -187,10 +177,12 @@ func (a *App) build(metrics *ops.Metrics) {
 		AllowedChannels: cfg.AllowedChannelIDs,
 		ApprovalTTL:     cfg.ApprovalTTL,
 		QueueMaxWait:    cfg.QueueMaxWait,
+		CommandTimeout:  cfg.CommandTimeout,
 		CallTimeout:     cfg.MDECallTimeout,
-		PollInterval:    o.Timings.PollInterval,
-		PollFor:         o.Timings.PollFor,
-		SchedulerEvery:  o.Timings.SchedulerEvery,
+		PollInterval:    cfg.PollInterval,
+		PollFor:         cfg.PollFor,
+		GroupCacheTTL:   cfg.GroupCacheTTL,
+		SchedulerEvery:  cfg.SchedulerEvery,
 	}, commands.Deps{
 		Defender:  a.mde.defender,
 		Approvals: ops.InstrumentApprovals(a.store, metrics),
@@ -204,9 +196,19 @@ func (a *App) build(metrics *ops.Metrics) {
 	if api == nil {
 		return
 	}
-	a.runner = bot.New(bot.Config{Workers: cfg.Workers, DrainTimeout: a.budget(stepInFlight), Now: o.Now},
-		a.svc, api, a.store, a.log, metrics)
-	a.srv = ops.NewServer(cfg.HTTPAddr, a.checks(), a.reg, a.log, ops.Options{})
+	a.runner = bot.New(bot.Config{
+		Workers:      cfg.Workers,
+		Queue:        cfg.CommandQueue,
+		ClickWorkers: cfg.ClickWorkers,
+		ClickQueue:   cfg.ClickQueue,
+		// The one command timeout: the delivery's deadline is the
+		// service's own, never shorter (issue 9, item 21).
+		CommandTimeout: cfg.CommandTimeout,
+		DrainTimeout:   a.budget(stepInFlight),
+		DedupTTL:       cfg.DedupTTL,
+		Now:            o.Now,
+	}, a.svc, api, a.store, a.log, metrics)
+	a.srv = ops.NewServer(cfg.HTTPAddr, a.checks(), a.reg, a.log, ops.Options{CheckTimeout: cfg.ReadyCheckTimeout})
 }
 
 // checks are the readiness checks behind /readyz.

@@ -209,9 +209,9 @@ func TestNewReleasesOnError(t *testing.T) {
 // shuts down cleanly afterwards.
 func TestFinishBackgroundStopsScheduler(t *testing.T) {
 	w := newWorld(t)
-	o := w.options()
-	o.Timings.SchedulerEvery = 20 * time.Millisecond
-	a, err := New(w.config(t, map[string]string{"DEFENDER_SIMULATE": "true"}), o)
+	cfg := w.config(t, map[string]string{"DEFENDER_SIMULATE": "true"})
+	cfg.SchedulerEvery = 20 * time.Millisecond
+	a, err := New(cfg, w.options())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,6 @@ import (
 	"github.com/soc/isolate-bot/internal/ops"
 )
 
-// checkTimeout bounds each check of `bot check`.
-const checkTimeout = 10 * time.Second
-
 // checkItem is one line of `bot check`: ok with a detail, or FAIL with what
 // went wrong and a hint on what to do.
 type checkItem struct {
@@ -37,7 +34,7 @@ var checkItems = []checkItem{
 // has printed the configuration's problems, if any). Any failure makes it
 // return an error.
 func Check(ctx context.Context, cfg config.Config, o Options, out io.Writer) error {
-	o = o.withDefaults()
+	o = o.withClock()
 	state := "in-memory state (single replica)"
 	if cfg.UseRedis() {
 		state = "Redis state"
@@ -50,7 +47,7 @@ func Check(ctx context.Context, cfg config.Config, o Options, out io.Writer) err
 
 	failed := 0
 	for _, c := range checkItems {
-		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		cctx, cancel := context.WithTimeout(ctx, cfg.BotCheckTimeout)
 		detail, err := c.run(cctx, cfg, o)
 		cancel()
 		if err != nil {

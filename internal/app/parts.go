@@ -17,9 +17,6 @@ import (
 	"github.com/soc/isolate-bot/store"
 )
 
-// redisTimeout bounds the start-up PING: a wrong REDIS_URL should fail fast.
-const redisTimeout = 5 * time.Second
-
 // newRedis connects to REDIS_URL and PINGs it; nil, nil when state is in
 // memory. Errors name the variable, never the URL (it may hold a password).
 func newRedis(cfg config.Config) (redis.UniversalClient, error) {
@@ -28,7 +25,7 @@ func newRedis(cfg config.Config) (redis.UniversalClient, error) {
 		return nil, nil
 	}
 	rdb := redis.NewUniversalClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisStartTimeout)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
@@ -39,7 +36,8 @@ func newRedis(cfg config.Config) (redis.UniversalClient, error) {
 
 // newStore is the approvals and audit store: on Redis, or in memory.
 func newStore(cfg config.Config, o Options, rdb redis.UniversalClient) stateStore {
-	acfg := store.ApprovalsConfig{Prefix: cfg.RedisPrefix, Retention: cfg.AuditRetention, Now: o.Now}
+	acfg := store.ApprovalsConfig{Prefix: cfg.RedisPrefix, Retention: cfg.AuditRetention,
+		AuditMaxLen: cfg.AuditMaxLen, Now: o.Now}
 	if rdb != nil {
 		return store.NewApprovals(rdb, acfg)
 	}
@@ -79,7 +77,7 @@ type mdeParts struct {
 func newMDE(cfg config.Config, o Options, rdb redis.UniversalClient, m *ops.Metrics, probe bool) (*mdeParts, error) {
 	lcfg := ratelimit.Config{
 		Limits: ratelimit.Limits{PerMinute: cfg.RateLimitPerMinute, PerHour: cfg.RateLimitPerHour,
-			Minute: o.Timings.MinuteWindow, Hour: o.Timings.HourWindow},
+			Minute: cfg.RateLimitMinute, Hour: cfg.RateLimitHour},
 		Prefix: cfg.RedisPrefix,
 		Now:    o.Now,
 	}
@@ -119,6 +117,14 @@ func newMDE(cfg config.Config, o Options, rdb redis.UniversalClient, m *ops.Metr
 		Gate:           gate,
 		Logger:         o.Log,
 		Now:            o.Now,
+
+		MaxGetAttempts:    cfg.MDEMaxGetAttempts,
+		BaseBackoff:       cfg.MDEBaseBackoff,
+		MaxBackoff:        cfg.MDEMaxBackoff,
+		MaxRetryAfterWait: cfg.MDEMaxRetryAfterWait,
+		// MDE_CALL_TIMEOUT bounds each HTTP attempt as well as the whole
+		// call (commands' CallTimeout): issue 9, item 21.
+		AttemptTimeout: cfg.MDECallTimeout,
 	}
 	if probe {
 		dcfg.MaxGetAttempts = 1
@@ -132,15 +138,12 @@ func newMDE(cfg config.Config, o Options, rdb redis.UniversalClient, m *ops.Metr
 	return p, nil
 }
 
-// slackTimeout bounds one Slack Web API call when no client is given.
-const slackTimeout = 30 * time.Second
-
 // newSlackAPI is the Slack Web API client: bot token for chat.*, app token
 // for Socket Mode, SLACK_API_URL for GovSlack or a test fake.
 func newSlackAPI(cfg config.Config, o Options) *slack.Client {
 	hc := o.SlackHTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: slackTimeout}
+		hc = &http.Client{Timeout: cfg.SlackCallTimeout}
 	}
 	return slack.New(cfg.SlackBotToken.Reveal(),
 		slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()),

@@ -175,7 +175,7 @@ func (a *App) FinishBackground(ctx context.Context) error {
 	return nil
 }
 
-// startScheduler runs a scheduler pass every Timings.SchedulerEvery until
+// startScheduler runs a scheduler pass every cfg.SchedulerEvery until
 // stopScheduler: stopping the loop and stopping the background work it
 // started are separate shutdown steps.
 func (a *App) startScheduler(base context.Context) {
@@ -188,7 +188,7 @@ func (a *App) startScheduler(base context.Context) {
 	a.schedStop, a.schedDone = stop, make(chan struct{})
 	go func() {
 		defer close(a.schedDone)
-		t := time.NewTicker(a.o.Timings.SchedulerEvery)
+		t := time.NewTicker(a.cfg.SchedulerEvery)
 		defer t.Stop()
 		for {
 			if err := a.svc.Tick(ctx); err != nil && ctx.Err() == nil {

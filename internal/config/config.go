@@ -45,23 +45,6 @@ const (
 	ConsoleManager = "U0MANAGER" // "bob"
 )
 
-// Defaults, exported so the README, .env.example and tests agree.
-const (
-	DefaultSlackAPIURL     = "https://slack.com/api/"
-	DefaultAuthorityHost   = "https://login.microsoftonline.com"
-	DefaultDefenderAPIURL  = "https://api.securitycenter.microsoft.com"
-	DefaultRedisPrefix     = "isolate-bot"
-	DefaultPerMinute       = 100
-	DefaultPerHour         = 1500
-	DefaultApprovalTTL     = time.Hour
-	DefaultAuditRetention  = 720 * time.Hour
-	DefaultQueueMaxWait    = 2 * time.Hour
-	DefaultMDECallTimeout  = 30 * time.Second
-	DefaultWorkers         = 16
-	DefaultShutdownTimeout = 25 * time.Second
-	DefaultHTTPAddr        = ":8080"
-)
-
 // Secret is a credential. It formats as "[redacted]" under every fmt verb
 // and in JSON/text encoding, so logging a Config cannot leak it; Reveal
 // returns the value for the one place that must send it.
@@ -130,40 +113,43 @@ type Config struct {
 	HTTPAddr  string        // HTTP_ADDR
 	LogLevel  zerolog.Level // LOG_LEVEL
 	LogFormat string        // LOG_FORMAT: "json" or "console"
+
+	// Fixed are the values without a variable (defaults.go).
+	Fixed
 }
 
-// raw is what caarlos0/env parses: defaults live in the tags, typed fields
-// are converted by env (its errors are mapped back to variable names), and
+// raw is what caarlos0/env parses: defaults come from defaultRaw (the tags
+// carry only the names), typed fields are converted by env (its errors are mapped back to variable names), and
 // everything needing more than a type conversion is checked in validate.
 type raw struct {
 	SlackAppToken   string `env:"SLACK_APP_TOKEN"`
 	SlackBotToken   string `env:"SLACK_BOT_TOKEN"`
-	SlackAPIURL     string `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
+	SlackAPIURL     string `env:"SLACK_API_URL"`
 	TenantID        string `env:"AZURE_TENANT_ID"`
 	ClientID        string `env:"AZURE_CLIENT_ID"`
 	ClientSecret    string `env:"AZURE_CLIENT_SECRET"`
 	CertificatePath string `env:"AZURE_CLIENT_CERTIFICATE_PATH"`
-	AuthorityHost   string `env:"AZURE_AUTHORITY_HOST" envDefault:"https://login.microsoftonline.com"`
-	DefenderAPIURL  string `env:"DEFENDER_API_URL" envDefault:"https://api.securitycenter.microsoft.com"`
+	AuthorityHost   string `env:"AZURE_AUTHORITY_HOST"`
+	DefenderAPIURL  string `env:"DEFENDER_API_URL"`
 	DefenderScope   string `env:"DEFENDER_SCOPE"`
-	Simulate        bool   `env:"DEFENDER_SIMULATE" envDefault:"false"`
+	Simulate        bool   `env:"DEFENDER_SIMULATE"`
 	RedisURL        string `env:"REDIS_URL"`
-	RedisPrefix     string `env:"REDIS_PREFIX" envDefault:"isolate-bot"`
+	RedisPrefix     string `env:"REDIS_PREFIX"`
 	AllowedUsers    string `env:"ALLOWED_USER_IDS"`
 	Approvers       string `env:"APPROVER_USER_IDS"`
 	AllowedChannels string `env:"ALLOWED_CHANNEL_IDS"`
 
-	PerMinute       int           `env:"RATE_LIMIT_PER_MINUTE" envDefault:"100"`
-	PerHour         int           `env:"RATE_LIMIT_PER_HOUR" envDefault:"1500"`
-	ApprovalTTL     time.Duration `env:"APPROVAL_TTL" envDefault:"1h"`
-	AuditRetention  time.Duration `env:"AUDIT_RETENTION" envDefault:"720h"`
-	QueueMaxWait    time.Duration `env:"QUEUE_MAX_WAIT" envDefault:"2h"`
-	MDECallTimeout  time.Duration `env:"MDE_CALL_TIMEOUT" envDefault:"30s"`
-	Workers         int           `env:"WORKERS" envDefault:"16"`
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":8080"`
-	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat       string        `env:"LOG_FORMAT" envDefault:"json"`
+	PerMinute       int           `env:"RATE_LIMIT_PER_MINUTE"`
+	PerHour         int           `env:"RATE_LIMIT_PER_HOUR"`
+	ApprovalTTL     time.Duration `env:"APPROVAL_TTL"`
+	AuditRetention  time.Duration `env:"AUDIT_RETENTION"`
+	QueueMaxWait    time.Duration `env:"QUEUE_MAX_WAIT"`
+	MDECallTimeout  time.Duration `env:"MDE_CALL_TIMEOUT"`
+	Workers         int           `env:"WORKERS"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
+	HTTPAddr        string        `env:"HTTP_ADDR"`
+	LogLevel        string        `env:"LOG_LEVEL"`
+	LogFormat       string        `env:"LOG_FORMAT"`
 }
 
 // Variables lists every variable Load reads, in documentation order.
@@ -196,6 +182,13 @@ func LoadMode(getenv func(string) string, mode Mode) (Config, error) {
 		}
 	}
 	if mode == ModeConsole {
+		// A terminal wants warnings only, readable; explicit settings win.
+		if environ["LOG_LEVEL"] == "" {
+			environ["LOG_LEVEL"] = ConsoleLogLevel
+		}
+		if environ["LOG_FORMAT"] == "" {
+			environ["LOG_FORMAT"] = ConsoleLogFormat
+		}
 		// The try-out needs no Azure account: simulate unless credentials
 		// are given or the user said otherwise.
 		if _, set := environ["DEFENDER_SIMULATE"]; !set && environ["AZURE_CLIENT_ID"] == "" {
@@ -210,11 +203,14 @@ func LoadMode(getenv func(string) string, mode Mode) (Config, error) {
 	}
 
 	var p Problems
-	var r raw
+	r := defaultRaw()
 	if err := env.ParseWithOptions(&r, env.Options{Environment: environ}); err != nil {
 		p = append(p, parseProblems(err)...)
 	}
-	c := Config{Mode: mode}
+	c := Config{Mode: mode, Fixed: DefaultFixed()}
+	if mode == ModeConsole {
+		c.Fixed = consoleFixed()
+	}
 	p = append(p, c.fill(r)...)
 	if len(p) > 0 {
 		return Config{}, p
@@ -230,7 +226,7 @@ func parseProblems(err error) Problems {
 	if !errors.As(err, &agg) {
 		return Problems{{Var: "(environment)", Msg: err.Error()}}
 	}
-	t := reflect.TypeFor[raw]()
+	t, defaults := reflect.TypeFor[raw](), reflect.ValueOf(defaultRaw())
 	for _, e := range agg.Errors {
 		pe, ok := e.(env.ParseError)
 		if !ok {
@@ -238,12 +234,12 @@ func parseProblems(err error) Problems {
 			continue
 		}
 		f, _ := t.FieldByName(pe.Name)
-		name := f.Tag.Get("env")
+		name, def := f.Tag.Get("env"), defaults.FieldByName(pe.Name).Interface()
 		switch pe.Type {
 		case reflect.TypeFor[int]():
-			p = append(p, Problem{name, "must be a whole number, e.g. " + f.Tag.Get("envDefault")})
+			p = append(p, Problem{name, fmt.Sprintf("must be a whole number, e.g. %d", def)})
 		case reflect.TypeFor[time.Duration]():
-			p = append(p, Problem{name, "must be a Go duration such as 90s, 15m or " + f.Tag.Get("envDefault")})
+			p = append(p, Problem{name, "must be a Go duration such as 90s, 15m or " + shortDuration(def.(time.Duration))})
 		case reflect.TypeFor[bool]():
 			p = append(p, Problem{name, "must be true or false"})
 		default:
@@ -251,6 +247,17 @@ func parseProblems(err error) Problems {
 		}
 	}
 	return p
+}
+
+// shortDuration writes d as a person would: 1h, 720h, 30s (not 1h0m0s).
+func shortDuration(d time.Duration) string {
+	switch {
+	case d > 0 && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d > 0 && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 var (

@@ -747,8 +747,11 @@ func TestAuthorityAgreesWithClient(t *testing.T) {
 		"login.microsoftonline.com", "https://user:pw@login.example",
 	} {
 		_, loadErr := Load(lookup(with(minimal(), "AZURE_AUTHORITY_HOST", host)))
+		f := DefaultFixed()
 		_, newErr := defender.New(defender.Config{APIURL: DefaultDefenderAPIURL, AuthorityHost: host,
-			TenantID: "contoso.onmicrosoft.com", ClientID: "client", ClientSecret: "secret"})
+			TenantID: "contoso.onmicrosoft.com", ClientID: "client", ClientSecret: "secret", UserAgent: "isolate-bot/test",
+			MaxGetAttempts: f.MDEMaxGetAttempts, BaseBackoff: f.MDEBaseBackoff, MaxBackoff: f.MDEMaxBackoff,
+			MaxRetryAfterWait: f.MDEMaxRetryAfterWait, AttemptTimeout: DefaultMDECallTimeout})
 		if (loadErr == nil) != (newErr == nil) {
 			t.Errorf("AZURE_AUTHORITY_HOST=%s: configuration says %v, the client says %v", host, loadErr, newErr)
 		}

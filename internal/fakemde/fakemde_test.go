@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 )
 
@@ -16,7 +17,9 @@ func newClient(t *testing.T, f *fakemde.Server) *defender.Client {
 	c, err := defender.New(defender.Config{
 		APIURL: f.URL(), AuthorityHost: f.URL(), TenantID: fakemde.TenantID,
 		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret,
-		HTTPClient: f.HTTPClient(), MaxGetAttempts: 1,
+		HTTPClient: f.HTTPClient(), UserAgent: "isolate-bot/test", MaxGetAttempts: 1,
+		BaseBackoff: config.DefaultMDEBaseBackoff, MaxBackoff: config.DefaultMDEMaxBackoff,
+		MaxRetryAfterWait: config.DefaultMDEMaxRetryAfterWait, AttemptTimeout: config.DefaultMDECallTimeout,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -410,7 +410,7 @@ func TestMetricsPage(t *testing.T) {
 	m.Reconnect()
 	InstrumentDefender(fakeDefender{}, m).Machine(context.Background(), "7b1f4967d9728e5aa3c06a9e617a22a4a5a17378")
 
-	h := NewHandler(nil, reg, zerolog.Nop(), Options{})
+	h := NewHandler(nil, reg, zerolog.Nop(), testOptions)
 	code, body := get(t, h, http.MethodGet, "/metrics")
 	if code != 200 {
 		t.Fatalf("GET /metrics = %d", code)

@@ -26,7 +26,7 @@ func TestReadyzAnswersWhileRedisIsFrozen(t *testing.T) {
 		{Name: "state", Func: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 		ok("slack"),
 	}
-	srv := httptest.NewServer(NewHandler(checks, prometheus.NewRegistry(), zerolog.Nop(), Options{}))
+	srv := httptest.NewServer(NewHandler(checks, prometheus.NewRegistry(), zerolog.Nop(), testOptions))
 	defer srv.Close()
 	probe := &http.Client{Timeout: time.Second} // what a probe or load balancer waits
 	get := func() (int, string) {

@@ -21,14 +21,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// DefaultCheckTimeout bounds each readiness check; they run concurrently,
-// so /readyz answers within about this long even when a dependency hangs
-// (a frozen Redis accepts connections and never answers). Under a second:
-// probes and load balancers want an answer, not a wait, and Kubernetes'
-// probe timeout (deploy/kubernetes: 3 s) must stay well above it, or the
-// kubelet gives up before /readyz can say which check failed.
-const DefaultCheckTimeout = 700 * time.Millisecond
-
 // checkGrace is how long a timed-out check may take to say why.
 const checkGrace = 100 * time.Millisecond
 
@@ -42,9 +34,12 @@ type Check struct {
 	Func func(ctx context.Context) error
 }
 
-// Options tunes the server. The zero value is usable.
+// Options tunes the server. CheckTimeout is required: internal/app passes
+// internal/config's value.
 type Options struct {
-	// CheckTimeout bounds each check; 0 means DefaultCheckTimeout.
+	// CheckTimeout bounds each readiness check; they run concurrently, so
+	// /readyz answers within about this long even when a dependency hangs
+	// (a frozen Redis accepts connections and never answers).
 	CheckTimeout time.Duration
 }
 
@@ -64,10 +59,10 @@ func NewServer(addr string, checks []Check, reg *prometheus.Registry, logger zer
 }
 
 // NewHandler is the routes of NewServer, for tests and for mounting
-// elsewhere.
+// elsewhere. It panics without opts.CheckTimeout: ops keeps no defaults.
 func NewHandler(checks []Check, reg *prometheus.Registry, logger zerolog.Logger, opts Options) http.Handler {
 	if opts.CheckTimeout <= 0 {
-		opts.CheckTimeout = DefaultCheckTimeout
+		panic("ops: Options.CheckTimeout not set; internal/app passes internal/config's value")
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)

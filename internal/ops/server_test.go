@@ -50,7 +50,7 @@ func TestHealthz(t *testing.T) {
 	// get the pod killed.
 	called := false
 	h := NewHandler([]Check{{Name: "redis", Func: func(context.Context) error { called = true; return errors.New("down") }}},
-		prometheus.NewRegistry(), zerolog.Nop(), Options{})
+		prometheus.NewRegistry(), zerolog.Nop(), testOptions)
 	code, body := get(t, h, http.MethodGet, "/healthz")
 	if code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("GET /healthz = %d %q, want 200 \"ok\\n\"", code, body)
@@ -61,7 +61,7 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestRoutes(t *testing.T) {
-	h := NewHandler(nil, prometheus.NewRegistry(), zerolog.Nop(), Options{})
+	h := NewHandler(nil, prometheus.NewRegistry(), zerolog.Nop(), testOptions)
 	tests := []struct {
 		method, path string
 		want         int
@@ -109,7 +109,7 @@ func TestReadyz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := NewHandler(tt.checks, prometheus.NewRegistry(), zerolog.Nop(), Options{})
+			h := NewHandler(tt.checks, prometheus.NewRegistry(), zerolog.Nop(), testOptions)
 			code, body := get(t, h, http.MethodGet, "/readyz")
 			if code != tt.wantCode {
 				t.Errorf("code = %d, want %d; body:\n%s", code, tt.wantCode, body)
@@ -185,7 +185,7 @@ func TestReadyzConcurrent(t *testing.T) {
 // TestNewServer runs the real *http.Server on loopback and checks the
 // timeouts that protect it from slow clients are set.
 func TestNewServer(t *testing.T) {
-	srv := NewServer("127.0.0.1:0", []Check{ok("redis")}, prometheus.NewRegistry(), zerolog.Nop(), Options{})
+	srv := NewServer("127.0.0.1:0", []Check{ok("redis")}, prometheus.NewRegistry(), zerolog.Nop(), testOptions)
 	if srv.ReadHeaderTimeout == 0 || srv.ReadTimeout == 0 || srv.WriteTimeout == 0 || srv.IdleTimeout == 0 {
 		t.Fatalf("server timeouts not all set: %+v", srv)
 	}
@@ -263,13 +263,13 @@ func ExampleNewServer() {
 	reg := prometheus.NewRegistry()
 	srv := NewServer(":8080", []Check{
 		{Name: "redis", Func: func(ctx context.Context) error { return nil /* rdb.Ping(ctx).Err() */ }},
-	}, reg, zerolog.Nop(), Options{})
+	}, reg, zerolog.Nop(), testOptions)
 	fmt.Println(srv.Addr)
 	// Output: :8080
 }
 
 func TestProbeLocal(t *testing.T) {
-	h := NewHandler([]Check{failing("redis", errors.New("connection refused"))}, prometheus.NewRegistry(), zerolog.Nop(), Options{})
+	h := NewHandler([]Check{failing("redis", errors.New("connection refused"))}, prometheus.NewRegistry(), zerolog.Nop(), testOptions)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())

@@ -55,7 +55,7 @@ func limiterBenchCases(b *testing.B) []benchCase {
 			return func() error { return rdb.Ping(ctx).Err() }, nil
 		}},
 		{"limiter-refuse-1500", func(rdb *redis.Client) (func() error, error) {
-			l := New(rdb, Config{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)})
+			l := New(rdb, complete(Config{Limits: Limits{PerMinute: 1500, PerHour: 1500}, Prefix: testPrefix(b)}))
 			for range 1500 {
 				if d, err := l.Reserve(ctx, "isolate", 0); err != nil || !d.Allowed {
 					return nil, fmt.Errorf("filling the log: %+v, %v", d, err)
@@ -72,7 +72,7 @@ func limiterBenchCases(b *testing.B) []benchCase {
 		{"limiter-admit", func(rdb *redis.Client) (func() error, error) {
 			// Limits never reached; 50 ms windows keep the log ~1-2k entries.
 			lim := Limits{PerMinute: 1 << 30, PerHour: 1 << 30, Minute: 50 * time.Millisecond, Hour: 50 * time.Millisecond}
-			l := New(rdb, Config{Limits: lim, Prefix: testPrefix(b)})
+			l := New(rdb, complete(Config{Limits: lim, Prefix: testPrefix(b)}))
 			return func() error {
 				d, err := l.Reserve(ctx, "isolate", 0)
 				if err == nil && !d.Allowed {

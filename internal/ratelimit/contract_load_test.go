@@ -25,7 +25,7 @@ func contractRandomArrivals(t *testing.T, open openFunc) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	clk := newLimClock()
 	lt := open(t, lim, clk)
-	ref := NewMemory(Config{Limits: lim, Now: clk.Now})
+	ref := NewMemory(complete(Config{Limits: lim, Now: clk.Now}))
 	kept := map[string]time.Time{}
 	var tokens []string
 	for i := range 600 {
@@ -164,7 +164,7 @@ func burst(t *testing.T, reps []limiterAPI, g, n int) []Decision {
 // slot holds at most the limit, for both windows.
 func checkWindows(t *testing.T, kept map[string]time.Time, lim Limits) {
 	t.Helper()
-	lim = Config{Limits: lim}.withDefaults().Limits
+	lim = complete(Config{Limits: lim}).Limits
 	var slots []time.Time
 	for _, s := range kept {
 		slots = append(slots, s)

@@ -26,7 +26,7 @@ func (d *downBackend) Reserve(ctx context.Context, b string, w time.Duration) (D
 // oneA returns a memory limiter on the real clock admitting one call per
 // window.
 func oneA(window time.Duration) *Memory {
-	return NewMemory(Config{Limits: Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour}})
+	return NewMemory(complete(Config{Limits: Limits{PerMinute: 1, PerHour: 100, Minute: window, Hour: time.Hour}}))
 }
 
 func newTestGate(b Backend, maxWait time.Duration) *Gate {
@@ -175,7 +175,7 @@ func TestGateAdmitAndThrottled(t *testing.T) {
 		}
 	})
 	t.Run("throttled blocks every caller", func(t *testing.T) {
-		lim := NewMemory(Config{})
+		lim := NewMemory(complete(Config{}))
 		newTestGate(lim, time.Hour).Throttled(ctx, "isolate", 7*time.Second)
 		d, err := lim.Reserve(ctx, "isolate", 0)
 		if err != nil || d.Allowed || d.At.Before(time.Now().Add(6*time.Second)) {

@@ -30,9 +30,10 @@ type limEntry struct {
 	member string
 }
 
-// NewMemory returns an empty in-memory limiter.
+// NewMemory returns an empty in-memory limiter. It panics when cfg lacks a
+// value (see Config).
 func NewMemory(cfg Config) *Memory {
-	return &Memory{cfg: cfg.withDefaults(), budgets: map[string]*limBudget{}}
+	return &Memory{cfg: cfg.checked(), budgets: map[string]*limBudget{}}
 }
 
 // now returns the clock in µs, never below the last admit (like the script).

@@ -15,30 +15,23 @@ import (
 	"time"
 )
 
-// Default limits: MDE allows 100 calls per minute and 1500 per hour per API.
-// The windows are widened by a margin against clock jitter and network
-// delay between our decision and MDE's count; the counts never shrink.
-const (
-	DefaultPerMinute    = 100
-	DefaultPerHour      = 1500
-	DefaultMinuteWindow = 61 * time.Second
-	DefaultHourWindow   = 3605 * time.Second
-	DefaultPrefix       = "isolate-bot"
-	// ttlMargin is added to every key TTL: a key lives until its newest
-	// entry (or the block) has expired, plus this.
-	ttlMargin = time.Second
-)
+// ttlMargin is added to every key TTL: a key lives until its newest entry
+// (or the block) has expired, plus this.
+const ttlMargin = time.Second
 
 // ErrUnavailable wraps every failure to reach the limiter's store: callers
 // fail closed and send nothing to MDE.
 var ErrUnavailable = errors.New("rate limiter unavailable")
 
-// Limits configures one budget. The windows include the safety margin.
+// Limits configures one budget: MDE allows PerMinute calls per Minute and
+// PerHour per Hour. The windows include a safety margin against clock jitter
+// and network delay between our decision and MDE's count (internal/config
+// holds the values); the counts never shrink.
 type Limits struct {
 	PerMinute int
 	PerHour   int
-	Minute    time.Duration // default 61s: 60s plus a 1s margin against jitter
-	Hour      time.Duration // default 3605s
+	Minute    time.Duration
+	Hour      time.Duration
 }
 
 // Decision is the limiter's answer.
@@ -54,34 +47,41 @@ type Decision struct {
 	Minute, Hour int
 }
 
-// Config configures Limiter and Memory. Zero fields take the defaults
-// above.
+// Config configures Limiter and Memory. Every field but Now is required;
+// internal/app passes internal/config's values.
 type Config struct {
 	Limits Limits
 	// Prefix of every key ("isolate-bot"); lets tests and deployments share
 	// a Redis. Must not contain '{' or '}'.
 	Prefix string
-	// Now is the local clock: the memory twin's only clock; the Redis
-	// limiter uses it only to turn server-relative slots into Decision.At
-	// and Block's until into a delay, so client clock skew never matters.
+	// Now is the local clock (nil: time.Now): the memory twin's only clock;
+	// the Redis limiter uses it only to turn server-relative slots into
+	// Decision.At and Block's until into a delay, so client clock skew never
+	// matters.
 	Now func() time.Time
 }
 
-func (c Config) withDefaults() Config {
-	if c.Limits.PerMinute <= 0 {
-		c.Limits.PerMinute = DefaultPerMinute
+// checked returns c with a nil clock set to time.Now. It panics when a
+// value is missing: the limiter keeps no defaults of its own, and a zero
+// window or count would silently admit every call or none.
+func (c Config) checked() Config {
+	var missing []string
+	for _, f := range []struct {
+		name string
+		zero bool
+	}{
+		{"Limits.PerMinute", c.Limits.PerMinute <= 0},
+		{"Limits.PerHour", c.Limits.PerHour <= 0},
+		{"Limits.Minute", c.Limits.Minute <= 0},
+		{"Limits.Hour", c.Limits.Hour <= 0},
+		{"Prefix", c.Prefix == ""},
+	} {
+		if f.zero {
+			missing = append(missing, f.name)
+		}
 	}
-	if c.Limits.PerHour <= 0 {
-		c.Limits.PerHour = DefaultPerHour
-	}
-	if c.Limits.Minute <= 0 {
-		c.Limits.Minute = DefaultMinuteWindow
-	}
-	if c.Limits.Hour <= 0 {
-		c.Limits.Hour = DefaultHourWindow
-	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
+	if len(missing) > 0 {
+		panic(fmt.Sprintf("ratelimit: Config.%s not set; internal/app passes internal/config's value", strings.Join(missing, ", Config.")))
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -45,12 +45,12 @@ type Limiter struct {
 }
 
 // New returns a limiter on rdb (a *redis.Client, *redis.ClusterClient or
-// failover client).
+// failover client). It panics when cfg lacks a value (see Config).
 func New(rdb rediser, cfg Config) *Limiter {
-	return &Limiter{rdb: rdb, cfg: cfg.withDefaults()}
+	return &Limiter{rdb: rdb, cfg: cfg.checked()}
 }
 
-// Config returns the effective configuration (defaults applied).
+// Config returns the configuration (with the clock set).
 func (l *Limiter) Config() Config { return l.cfg }
 
 func unavailable(op, budget string, err error) error {

@@ -32,7 +32,7 @@ func TestLimiterScriptFlush(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := tc.rdb(t)
-			l := New(rdb, Config{Limits: Limits{PerMinute: 3}, Prefix: testPrefix(t)})
+			l := New(rdb, complete(Config{Limits: Limits{PerMinute: 3}, Prefix: testPrefix(t)}))
 			mustReserve(t, l, "isolate", 0)
 			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 				t.Fatal(err)
@@ -54,7 +54,7 @@ func TestLimiterRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: 1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	l := New(rdb, Config{Limits: Limits{PerMinute: 100000, PerHour: 100000}, Prefix: testPrefix(t)})
+	l := New(rdb, complete(Config{Limits: Limits{PerMinute: 100000, PerHour: 100000}, Prefix: testPrefix(t)}))
 
 	errsAfter := hammerThroughKill(t, l, srv.Stop)
 	if errsAfter == 0 {
@@ -148,7 +148,7 @@ func hammerThroughKill(t *testing.T, l *Limiter, kill func()) (errsAfter int) {
 func TestLimiterClientClockSkew(t *testing.T) {
 	skew := time.Hour
 	now := func() time.Time { return time.Now().Add(skew) }
-	l := New(testRedis(t), Config{Limits: Limits{PerMinute: 1}, Prefix: testPrefix(t), Now: now})
+	l := New(testRedis(t), complete(Config{Limits: Limits{PerMinute: 1}, Prefix: testPrefix(t), Now: now}))
 	d := mustReserve(t, l, "isolate", 0)
 	if !d.Allowed || d.At.Sub(now()).Abs() > time.Second {
 		t.Fatalf("%+v; want admitted at the skewed client's now", d)
@@ -168,7 +168,7 @@ func TestLimiterBlockOutlivesLog(t *testing.T) {
 	rdb := testRedis(t)
 	// Windows scaled to ms: an admit keeps the keys for ~1.1 s.
 	lim := Limits{PerMinute: 10, PerHour: 10, Minute: 50 * time.Millisecond, Hour: 100 * time.Millisecond}
-	l := New(rdb, Config{Limits: lim, Prefix: testPrefix(t)})
+	l := New(rdb, complete(Config{Limits: lim, Prefix: testPrefix(t)}))
 	logKey, seqKey := Keys(l.cfg.Prefix, "isolate")
 	if d := mustReserve(t, l, "isolate", 0); !d.Allowed {
 		t.Fatalf("%+v; want admitted", d)
@@ -208,7 +208,7 @@ func TestLimiterScriptCalls(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client() // own server: commandstats are global
 	lim := Limits{PerMinute: 3, PerHour: 3}
-	l := New(rdb, Config{Limits: lim, Prefix: testPrefix(t)})
+	l := New(rdb, complete(Config{Limits: lim, Prefix: testPrefix(t)}))
 	if err := l.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/soc/isolate-bot/internal/config"
 )
 
 // TestLimiterContract runs the one limiter suite against the memory twin,
@@ -19,7 +21,7 @@ func TestLimiterContract(t *testing.T) {
 			if clk != nil {
 				cfg.Now = clk.Now
 			}
-			m := NewMemory(cfg)
+			m := NewMemory(complete(cfg))
 			return limiterUnderTest{
 				limiterAPI: m,
 				replica:    func(testing.TB) limiterAPI { return m },
@@ -52,7 +54,7 @@ func newTestLimiter(rdb redis.UniversalClient, cfg Config, clk *limClock) *Limit
 	if clk != nil {
 		cfg.Now = clk.Now
 	}
-	l := New(rdb, cfg)
+	l := New(rdb, complete(cfg))
 	if clk != nil {
 		l.testNow = func() int64 { return clk.micros() }
 	}
@@ -101,7 +103,7 @@ func TestLimiterRedisKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rdb := tc.rdb(t)
 			lim := Limits{PerMinute: 2, PerHour: 5, Minute: 100 * time.Millisecond, Hour: 300 * time.Millisecond}
-			l := New(rdb, Config{Limits: lim, Prefix: testPrefix(t)})
+			l := New(rdb, complete(Config{Limits: lim, Prefix: testPrefix(t)}))
 			keys := func() []string { a, b := Keys(l.cfg.Prefix, "isolate"); return []string{a, b} }()
 			noImmortalKeys := func(step string) {
 				t.Helper()
@@ -203,7 +205,7 @@ func TestLimiterTTLCoversLaterReservation(t *testing.T) {
 		t.Fatalf("%+v; want the freed slot t0+61s", d)
 	}
 	logKey, seqKey := Keys(l.cfg.Prefix, "isolate")
-	want := (122-1)*time.Second + DefaultHourWindow
+	want := (122-1)*time.Second + config.DefaultRateLimitHour
 	for _, k := range []string{logKey, seqKey} {
 		if ttl := rdb.PTTL(ctx, k).Val(); ttl < want {
 			t.Fatalf("PTTL %s = %v; want ≥ %v (until the t0+122s reservation leaves the hour window)", k, ttl, want)
@@ -217,7 +219,7 @@ func TestLimiterOneRoundTrip(t *testing.T) {
 	rdb := testRedis(t)
 	var calls atomic.Int64
 	rdb.AddHook(limCountHook{&calls})
-	l := New(rdb, Config{Prefix: testPrefix(t)})
+	l := New(rdb, complete(Config{Prefix: testPrefix(t)}))
 	if err := l.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
