@@ -93,7 +93,7 @@ func newMDE(cfg config.Config, o Options, rdb redis.UniversalClient, m *ops.Metr
 	if probe {
 		maxWait = 0
 	}
-	gate := ratelimit.NewGate(ops.InstrumentLimiter(p.limiter, m), maxWait, o.Now, o.Log)
+	gate := ratelimit.NewGate(ops.InstrumentLimiter(p.limiter, m), maxWait, o.Now, o.Log, ratelimit.WithMinuteWindow(lcfg.Limits.Minute))
 	p.gate = gate
 
 	if cfg.DefenderSimulate {

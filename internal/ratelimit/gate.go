@@ -51,16 +51,35 @@ type Gate struct {
 	maxWait time.Duration
 	now     func() time.Time
 	log     zerolog.Logger // for failures Throttled and Release cannot return
+	minute  time.Duration  // the limiter's minute window, for a 429 without Retry-After
+}
+
+// GateOption changes a Gate made by NewGate.
+type GateOption func(*Gate)
+
+// WithMinuteWindow tells the Gate the minute window of its Backend's
+// Limits (0: DefaultMinuteWindow), which a 429 without Retry-After blocks.
+// Pass the same value as the Backend's Config.Limits.Minute.
+func WithMinuteWindow(d time.Duration) GateOption {
+	return func(g *Gate) {
+		if d > 0 {
+			g.minute = d
+		}
+	}
 }
 
 // NewGate returns a Gate over b. A call may be queued at most maxWait ahead
 // (0: only calls that may go now), never beyond its ctx deadline. now nil
 // means time.Now; it must be the clock b expresses Decision.At on.
-func NewGate(b Backend, maxWait time.Duration, now func() time.Time, log zerolog.Logger) *Gate {
+func NewGate(b Backend, maxWait time.Duration, now func() time.Time, log zerolog.Logger, opts ...GateOption) *Gate {
 	if now == nil {
 		now = time.Now
 	}
-	return &Gate{b: b, maxWait: maxWait, now: now, log: log}
+	g := &Gate{b: b, maxWait: maxWait, now: now, log: log, minute: DefaultMinuteWindow}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 // Reserve decides at once and never waits: a *Ticket whose At is now or a
@@ -103,9 +122,15 @@ func (g *Gate) Admit(ctx context.Context, budget string) error {
 
 // Throttled shares MDE's 429 Retry-After with every replica: nobody sends
 // to budget before retryAfter has passed.
+//
+// A 429 without Retry-After (retryAfter <= 0) blocks budget for one whole
+// minute window from now. MDE counts calls per minute and does not say
+// where its window starts, so "the rest of its minute" ends at the latest
+// one window after the refusal: now + window is the conservative reading,
+// and it is what every replica sees (the block is shared through b).
 func (g *Gate) Throttled(ctx context.Context, budget string, retryAfter time.Duration) {
 	if retryAfter <= 0 {
-		retryAfter = time.Second
+		retryAfter = g.minute
 	}
 	if err := g.b.Block(context.WithoutCancel(ctx), budget, g.now().Add(retryAfter)); err != nil {
 		g.logger(ctx).Error().Err(err).Str("budget", budget).Msg("could not share MDE's Retry-After with other replicas")
