@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
@@ -96,7 +97,7 @@ func describeMDEError(err error) string {
 	case errors.Is(err, ErrLimiterUnavailable), errors.Is(err, store.ErrUnavailable):
 		return "the state store (rate limiter) is unavailable, so nothing was sent to MDE."
 	case errors.Is(err, defender.ErrForbidden):
-		return "The Azure app lacks the Machine.Isolate application permission (admin consent needed)" + apiDetail(err) + "."
+		return "The Azure app lacks the " + permissionFor(err) + " application permission (admin consent needed)" + apiDetail(err) + "."
 	case errors.Is(err, defender.ErrUnauthorized):
 		return "MDE rejected the app's credentials (check the Azure app registration's tenant, client id and secret)" + apiDetail(err) + "."
 	case errors.Is(err, defender.ErrNotFound):
@@ -118,6 +119,26 @@ func describeMDEError(err error) string {
 	}
 	// Not from the MDE client's vocabulary: keep its text in the logs only.
 	return "the MDE call failed unexpectedly (details in the bot's logs)."
+}
+
+// permissionFor names the MDE application permission the failed call
+// needs, from its APIError's Op: the MDE client and the simulator start
+// every Op with the operation's verb ("isolate machine 7b1f…", "get
+// machine action …"). Writes (isolate, release, cancel) need
+// Machine.Isolate; reads need Machine.Read.All.
+func permissionFor(err error) string {
+	const either = "Machine.Isolate or Machine.Read.All"
+	apiErr := asAPIError(err)
+	if apiErr == nil {
+		return either
+	}
+	switch verb, _, _ := strings.Cut(apiErr.Op, " "); verb {
+	case "isolate", "unisolate", "cancel":
+		return "Machine.Isolate"
+	case "get", "list", "find":
+		return "Machine.Read.All"
+	}
+	return either
 }
 
 // asAPIError is err's *defender.APIError, or nil.
