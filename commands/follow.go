@@ -73,8 +73,11 @@ func (s *Service) follow(ctx context.Context, r store.Request, a defender.Machin
 	last := a
 	for !last.Final() {
 		select {
+		case <-s.stopped.Done():
+			s.stopFollowing(ctx, r, last, true)
+			return
 		case <-pollCtx.Done():
-			s.stopFollowing(ctx, r, last)
+			s.stopFollowing(ctx, r, last, ctx.Err() != nil)
 			return
 		case <-t.C:
 		}
@@ -115,10 +118,10 @@ func (s *Service) poll(ctx context.Context, last defender.MachineAction) (defend
 // stopFollowing ends the following of an action that is not final yet:
 // on shutdown the lease runs out and another replica (or this one after a
 // restart) carries on; after PollFor the request ends.
-func (s *Service) stopFollowing(ctx context.Context, r store.Request, last defender.MachineAction) {
+func (s *Service) stopFollowing(ctx context.Context, r store.Request, last defender.MachineAction, shutdown bool) {
 	tctx, stop := afterWork(ctx)
 	defer stop()
-	if ctx.Err() != nil {
+	if shutdown {
 		s.reply(tctx, r, msg(txtf("The bot is shutting down while following action %s (%s); another replica, or this one after its restart, will carry on.", last.ID, last.Status)))
 		return
 	}

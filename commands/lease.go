@@ -18,6 +18,8 @@ import (
 //	pending                   nobody; the scheduler expires   ExpiresAt (set by the store)
 //	approved                  the approver's process claims   now + callLease, then the scheduler claims
 //	executing, before POST    the claimer, renewing per try   now + callLease; queued: RunAt + callLease
+//	executing, backing off    the sender, until its next try  RunAt (next try) + callLease; Note counts tries
+//	executing, reconciling    the sender, up to a minute      RunAt (last look) + callLease
 //	executing, after POST     the follower, renewing per poll now + followLease
 //	handed back (retry)       whichever scheduler comes next  now + retrySoon
 //
@@ -82,6 +84,13 @@ func (l *leases) renew(ctx context.Context, r store.Request, d time.Duration) (s
 // Retry-After), then one call; RunAt records when it runs.
 func (l *leases) holdUntil(ctx context.Context, r store.Request, at time.Time) (store.Request, error) {
 	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: at, CheckAt: at.Add(l.callLease())})
+}
+
+// holdForRetry is holdUntil for the next try after MDE could not be
+// reached, also recording note (the count of failed tries), so a replica
+// that takes r over carries on the same schedule.
+func (l *leases) holdForRetry(ctx context.Context, r store.Request, at time.Time, note string) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: at, CheckAt: at.Add(l.callLease()), Note: note})
 }
 
 // following records the MDE action r created and keeps r ours while we

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
@@ -17,8 +18,15 @@ const (
 	// notOurs: another replica took the request over while it waited; stop
 	// without a word (the new owner carries on).
 	notOurs verdict = iota
-	// sendLater: nothing happened; wait outcome.after, then send again.
+	// stopped: the Service is stopping and a wait ended before anything was
+	// sent; stop without a word (the lease hands the request on).
+	stopped
+	// sendLater: MDE throttled us (429); wait outcome.after, then send again.
 	sendLater
+	// backOff: nothing was sent because MDE or Azure AD could not be
+	// reached; hold the request, wait outcome.after (resendBackoff), then
+	// send again. The thread hears of it once.
+	backOff
 	// handBack: nothing was sent; give the request back to the schedulers
 	// to resume soon, reconciling first (see lease.go).
 	handBack
@@ -28,9 +36,27 @@ const (
 	// actionUnderWay: MDE has an action under way for the machine. Today the
 	// request fails, naming that action.
 	actionUnderWay
-	// fail: permanent; the request ends failed with outcome.why.
+	// fail: permanent (400 other than an action under way, 401, 403, 404,
+	// or a limit reached); the request ends failed with outcome.why.
 	fail
 )
+
+// resendBackoff is how long the send stage waits before each new try after
+// an MDE write failed with nothing sent (DNS, connection or TLS failures,
+// Azure AD unreachable or failing): 5 more tries over 10.5 minutes, then
+// the request fails. TODO(defaults): move to internal/config.
+var resendBackoff = [...]time.Duration{
+	30 * time.Second, time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute,
+}
+
+// resendSpan is the whole back-off, for the words of the final failure.
+func resendSpan() time.Duration {
+	var d time.Duration
+	for _, w := range resendBackoff {
+		d += w
+	}
+	return d
+}
 
 // outcome is what an MDE error means for a request.
 type outcome struct {
@@ -43,6 +69,7 @@ type outcome struct {
 // sendTry is what the send loop knows when classifying an error.
 type sendTry struct {
 	throttled    int           // 429s answered before this error
+	unavailable  int           // tries that reached nobody before this error (kept on the request's Note)
 	queueMaxWait time.Duration // for the words of a rate-limit refusal
 }
 
@@ -63,6 +90,8 @@ func classify(err error, try sendTry) outcome {
 			hhmmss(rl.At), try.queueMaxWait)}
 	case errors.Is(err, ErrLimiterUnavailable), errors.Is(err, store.ErrUnavailable):
 		return outcome{verdict: handBack}
+	case errors.Is(err, errStopped):
+		return outcome{verdict: stopped}
 	case errors.Is(err, defender.ErrThrottled):
 		n := try.throttled + 1
 		if n >= maxThrottled {
@@ -73,6 +102,14 @@ func classify(err error, try sendTry) outcome {
 		return outcome{verdict: reconcileFirst, call: "outcome unknown"}
 	case errors.Is(err, defender.ErrAlreadyInProgress):
 		return outcome{verdict: actionUnderWay, call: "already in progress"}
+	case errors.Is(err, defender.ErrUnavailable):
+		// Nothing reached MDE (a POST that may have is ErrOutcomeUnknown).
+		n := try.unavailable + 1
+		if n > len(resendBackoff) {
+			return outcome{verdict: fail, call: "unavailable", why: fmt.Sprintf("%s, %d times over %s; nothing was sent to MDE. Request again once it is reachable.",
+				unreachable(err), n, resendSpan())}
+		}
+		return outcome{verdict: backOff, call: "unavailable", after: resendBackoff[n-1]}
 	}
 	return outcome{verdict: fail, call: "error", why: describeMDEError(err)}
 }
@@ -96,7 +133,7 @@ func describeMDEError(err error) string {
 	case errors.Is(err, ErrLimiterUnavailable), errors.Is(err, store.ErrUnavailable):
 		return "the state store (rate limiter) is unavailable, so nothing was sent to MDE."
 	case errors.Is(err, defender.ErrForbidden):
-		return "The Azure app lacks the Machine.Isolate application permission (admin consent needed)" + apiDetail(err) + "."
+		return "The Azure app lacks the " + permissionFor(err) + " application permission (admin consent needed)" + apiDetail(err) + "."
 	case errors.Is(err, defender.ErrUnauthorized):
 		return "MDE rejected the app's credentials (check the Azure app registration's tenant, client id and secret)" + apiDetail(err) + "."
 	case errors.Is(err, defender.ErrNotFound):
@@ -118,6 +155,32 @@ func describeMDEError(err error) string {
 	}
 	// Not from the MDE client's vocabulary: keep its text in the logs only.
 	return "the MDE call failed unexpectedly (details in the bot's logs)."
+}
+
+// permissionFor names the MDE application permission the failed call
+// needs, from its APIError's Op: the MDE client and the simulator start
+// every Op with the operation's verb ("isolate machine 7b1f…", "get
+// machine action …"). Writes (isolate, release, cancel) need
+// Machine.Isolate; reads need Machine.Read.All.
+func permissionFor(err error) string {
+	const either = "Machine.Isolate or Machine.Read.All"
+	apiErr := asAPIError(err)
+	if apiErr == nil {
+		return either
+	}
+	switch verb, _, _ := strings.Cut(apiErr.Op, " "); verb {
+	case "isolate", "unisolate", "cancel":
+		return "Machine.Isolate"
+	case "get", "list", "find":
+		return "Machine.Read.All"
+	}
+	return either
+}
+
+// unreachable says, without a final full stop, that an MDE call reached
+// nobody, with what the MDE client knows.
+func unreachable(err error) string {
+	return "MDE (or Azure AD, for the token) could not be reached" + apiDetail(err)
 }
 
 // asAPIError is err's *defender.APIError, or nil.

@@ -18,6 +18,11 @@ func TestClassify(t *testing.T) {
 		return &defender.APIError{Op: "isolate", Status: 429, Kind: defender.ErrThrottled, RetryAfter: after}
 	}
 	forbidden := &defender.APIError{Op: "isolate", Status: 403, Kind: defender.ErrForbidden}
+	unauthorized := &defender.APIError{Op: "isolate machine 23f2a6f58cae…", Status: 401, Kind: defender.ErrUnauthorized}
+	notFound := &defender.APIError{Op: "isolate machine 23f2a6f58cae…", Status: 404, Code: "ResourceNotFound", Kind: defender.ErrNotFound}
+	badRequest := &defender.APIError{Op: "isolate machine 23f2a6f58cae…", Status: 400, Code: "InvalidInput", Kind: defender.ErrBadRequest}
+	unreachableErr := &defender.APIError{Op: "isolate machine 23f2a6f58cae…", Kind: defender.ErrUnavailable, Message: "no response from MDE"}
+	tokenDown := &defender.APIError{Op: "get Azure AD token for MDE", Status: 503, Kind: defender.ErrUnavailable, Message: "Azure AD is failing; try again later"}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -41,9 +46,19 @@ func TestClassify(t *testing.T) {
 			want: outcome{verdict: reconcileFirst, call: "outcome unknown"}},
 		{name: "action already in progress", err: &defender.APIError{Op: "isolate", Status: 400, Kind: defender.ErrAlreadyInProgress},
 			want: outcome{verdict: actionUnderWay, call: "already in progress"}},
+		{name: "stopped while queued", err: fmt.Errorf("%w: queued for isolate", errStopped), want: outcome{verdict: stopped}},
 		{name: "forbidden", err: forbidden, want: outcome{verdict: fail, call: "error", why: describeMDEError(forbidden)}},
-		{name: "MDE unavailable", err: &defender.APIError{Op: "isolate", Status: 503, Kind: defender.ErrUnavailable},
-			want: outcome{verdict: fail, call: "error", why: "MDE is unavailable right now (HTTP 503); try again later."}},
+		{name: "credentials refused (401)", err: unauthorized, want: outcome{verdict: fail, call: "error", why: describeMDEError(unauthorized)}},
+		{name: "unknown machine (404)", err: notFound, want: outcome{verdict: fail, call: "error", why: describeMDEError(notFound)}},
+		{name: "invalid request (400)", err: badRequest, want: outcome{verdict: fail, call: "error", why: describeMDEError(badRequest)}},
+		{name: "MDE unreachable: first try backs off", err: unreachableErr,
+			want: outcome{verdict: backOff, call: "unavailable", after: 30 * time.Second}},
+		{name: "Azure AD unreachable for the token backs off", err: fmt.Errorf("isolate machine 23f2a6f58cae…: %w", tokenDown), try: sendTry{unavailable: 1},
+			want: outcome{verdict: backOff, call: "unavailable", after: time.Minute}},
+		{name: "fifth unreachable try waits the longest", err: unreachableErr, try: sendTry{unavailable: 4},
+			want: outcome{verdict: backOff, call: "unavailable", after: 4 * time.Minute}},
+		{name: "sixth unreachable try gives up", err: unreachableErr, try: sendTry{unavailable: len(resendBackoff)},
+			want: outcome{verdict: fail, call: "unavailable", why: "MDE (or Azure AD, for the token) could not be reached: no response from MDE, 6 times over 10m30s; nothing was sent to MDE. Request again once it is reachable."}},
 		{name: "not from MDE's vocabulary", err: errors.New("boom"),
 			want: outcome{verdict: fail, call: "error", why: "the MDE call failed unexpectedly (details in the bot's logs)."}},
 	} {

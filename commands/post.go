@@ -23,30 +23,43 @@ var ErrLimiterUnavailable = ratelimit.ErrUnavailable
 
 // post makes one Isolate/Unisolate call. It reserves the call's slot first;
 // a future slot is recorded on r and announced without waiting for Slack.
-// The call's deadline is CallTimeout after its slot, and the Defender waits
-// for the slot itself.
+// The wait for the slot is here, not in the Defender, so Stop ends it
+// (errStopped, the slot given back) while a call already sent is never
+// cut; the call's own deadline is CallTimeout from its slot.
 func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineAction, error) {
 	ticket, err := s.reserveSlot(ctx, r)
 	if err != nil {
 		return defender.MachineAction{}, err
 	}
 	var slot defender.Slot // nil: the Defender admits the call through its own Gate
-	timeout := s.cfg.CallTimeout
 	if ticket != nil {
-		// Gives the slot back if the Defender never waited on it (e.g. it
-		// refused the input); a no-op once it has.
+		// Gives the slot back if the Defender never sent (e.g. it refused
+		// the input); a no-op once the wait has ended.
 		defer ticket.Release()
-		slot = ticket
-		// ticket.At + CallTimeout, counted on the real clock that deadlines use.
-		timeout += max(ticket.At.Sub(s.now()), 0)
+		if err := s.waitSlot(ctx, ticket); err != nil {
+			return defender.MachineAction{}, err
+		}
+		slot = ticket // waited on: the Defender's Wait returns at once
 	}
-	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	comment := MDEComment(*r)
 	if r.Command == store.Unisolate {
 		return s.d.Defender.Unisolate(callCtx, slot, r.MachineID, comment)
 	}
 	return s.d.Defender.Isolate(callCtx, slot, r.MachineID, defender.IsolationType(r.IsolationType), comment)
+}
+
+// waitSlot waits for t's slot; Stop ends the wait with errStopped and the
+// slot goes back to the budget.
+func (s *Service) waitSlot(ctx context.Context, t *ratelimit.Ticket) error {
+	wctx, cancel := s.untilStop(ctx)
+	defer cancel()
+	err := t.Wait(wctx)
+	if err != nil && ctx.Err() == nil && s.stopping() {
+		return fmt.Errorf("%w: queued for %s", errStopped, t.Budget)
+	}
+	return err
 }
 
 // reserveSlot takes r's rate-limit slot (nil without a Gate). A slot in the

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
@@ -18,29 +17,29 @@ import (
 // other replicas reconciled so that MDE gets the call once (classify says
 // what each error means). Once MDE accepts it, the follow stage takes over.
 
-// MaxMDECommentRunes bounds the comment sent to MDE. MDE documents no limit;
-// this conservative bound keeps the provenance suffix and the marker intact
-// by truncating the analyst's part.
-const MaxMDECommentRunes = 1000
-
 // noteStoreDown marks a request whose thread was told once that the state
 // store is down, so retries do not repeat it.
 const noteStoreDown = "state store unavailable, will retry"
 
-// Marker is the exact tag put in the MDE comment of request id, found again
-// by reconciliation ("[isolate-bot r-7]" never matches r-70).
-func Marker(id string) string { return "[isolate-bot " + id + "]" }
+// reconcileChecks are when, after a call whose outcome is unknown, the
+// machine's actions are read for the request's marker before any resend:
+// MDE lists a new action late, so one look at once would resend too early.
+// TODO(defaults): move to internal/config.
+var reconcileChecks = [...]time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
 
-// MDEComment is the comment sent to MDE: MDE records only the app as
-// requestor, so the people and the request go in the text.
-func MDEComment(r store.Request) string {
-	suffix := fmt.Sprintf(" — requested by %s via Slack, approved by %s, isolate-bot request %s", r.Requester, r.DecidedBy, Marker(r.ID))
-	room := MaxMDECommentRunes - utf8.RuneCountInString(suffix)
-	c := r.Comment
-	if utf8.RuneCountInString(c) > room {
-		c = string([]rune(c)[:max(room-1, 0)]) + "…"
+// noteUnreachable is the request's Note while it backs off after MDE could
+// not be reached: the count of failed tries, so a replica that takes it
+// over carries on the count (see unreachableTries).
+const noteUnreachable = "MDE unreachable, %d failed tries, will retry"
+
+// unreachableTries is the count of failed tries recorded by note, 0 if
+// note is not a back-off note.
+func unreachableTries(note string) int {
+	var n int
+	if _, err := fmt.Sscanf(note, noteUnreachable, &n); err != nil {
+		return 0
 	}
-	return c + suffix
+	return n
 }
 
 // startExecution runs r (approved, or executing and stranded) in the
@@ -97,8 +96,9 @@ func (s *Service) execute(ctx context.Context, r store.Request) {
 // changes hands; classify decides what each failure means.
 func (s *Service) send(ctx context.Context, r store.Request) {
 	log := s.logger(ctx)
-	throttled, resent := 0, false
-	for {
+	try := sendTry{queueMaxWait: s.cfg.QueueMaxWait, unavailable: unreachableTries(r.Note)}
+	resent := false
+	for !s.stopping() {
 		// Renew our lease before every attempt, so no replica takes over
 		// while a call may be in flight.
 		nr, err := s.leases.renew(ctx, r, s.leases.callLease())
@@ -116,76 +116,123 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			s.done(ctx, r, a, 201)
 			return
 		}
+		calledAt := s.now()
 		if ctx.Err() != nil {
-			// Shutdown: the request stays executing; a scheduler reconciles it.
-			log.Warn().Err(err).Msg("stopped during the MDE call")
+			// Aborted: the request stays executing; a scheduler reconciles it.
+			log.Warn().Err(err).Msg("aborted during the MDE call")
 			return
 		}
-		o := classify(err, sendTry{throttled: throttled, queueMaxWait: s.cfg.QueueMaxWait})
+		o := classify(err, try)
 		apiErr := asAPIError(err)
 		if o.call != "" {
 			s.auditCall(ctx, r, apiErr, o.call)
 		}
+		var again bool
 		switch o.verdict {
 		case notOurs:
 			log.Warn().Msg("request taken over by another replica while queued; not sending")
-			return
+		case stopped:
+			log.Info().Msg("stopping while queued; the lease hands the request on")
 		case handBack:
 			s.retryLater(ctx, r, noteStoreDown)
-			return
 		case sendLater:
-			throttled++
-			if r, err = s.waitToResend(ctx, r, o.after); err != nil {
-				return
-			}
+			try.throttled++
+			r, again = s.waitToResend(ctx, r, o.after)
+		case backOff:
+			try.unavailable++
+			r, again = s.backOff(ctx, r, try.unavailable, o.after, err)
 		case reconcileFirst:
-			if !s.reconcile(ctx, r, apiErr, resent) {
-				return
-			}
+			r, again = s.reconcile(ctx, r, apiErr, resent, calledAt)
 			resent = true
 		case actionUnderWay:
 			s.failUnderWay(ctx, r, apiErr)
-			return
 		case fail:
 			log.Error().Err(err).Msg("MDE call failed")
 			s.fail(ctx, r, o.why, apiErr, nil)
+		}
+		if !again {
 			return
 		}
 	}
+	log.Info().Msg("stopping before the MDE call; the lease hands the request on")
 }
 
-// waitToResend holds r through a 429's wait, tells the thread, and sleeps.
-// An error means stop: the wait was cut short by shutdown.
-func (s *Service) waitToResend(ctx context.Context, r store.Request, wait time.Duration) (store.Request, error) {
+// waitToResend holds r through a 429's wait, tells the thread, and waits.
+// It reports whether to send again: false when Stop cut the wait short.
+func (s *Service) waitToResend(ctx context.Context, r store.Request, wait time.Duration) (store.Request, bool) {
 	at := s.now().Add(wait)
 	if nr, err := s.leases.holdUntil(ctx, r, at); err == nil {
 		r = nr
 	}
 	s.reply(ctx, r, msg(txtf("MDE throttled us (HTTP 429); retrying at %s.", hhmmss(at))))
-	if !sleepCtx(ctx, wait) {
-		return r, ctx.Err()
+	return r, s.waitUntil(ctx, at)
+}
+
+// backOff holds r until its next try after the n-th call that reached
+// nobody, recording n on r so a replica that takes it over keeps the
+// schedule, tells the thread on the first, and waits. It reports whether
+// to send again.
+func (s *Service) backOff(ctx context.Context, r store.Request, n int, wait time.Duration, cause error) (store.Request, bool) {
+	at := s.now().Add(wait)
+	nr, err := s.leases.holdForRetry(ctx, r, at, fmt.Sprintf(noteUnreachable, n))
+	if cur, ok := lost(err); ok {
+		s.logger(ctx).Warn().Str("state", string(cur.State)).Msg("no longer ours; the new owner carries on")
+		return r, false
 	}
-	return r, nil
+	if err != nil {
+		s.retryLater(ctx, r, noteStoreDown)
+		return r, false
+	}
+	r = nr
+	s.logger(ctx).Warn().Err(cause).Int("failed_tries", n).Time("next_try", at).Msg("MDE could not be reached; will send again")
+	if n == 1 {
+		last := at
+		for _, w := range resendBackoff[n:] {
+			last = last.Add(w)
+		}
+		s.reply(ctx, r, msg(txtf("%s; nothing was sent. Trying again at %s, then with back-off until about %s; the request stays approved meanwhile.",
+			unreachable(cause), hhmmss(at), hhmm(last))))
+	}
+	return r, s.waitUntil(ctx, at)
 }
 
 // reconcile looks for the action a call with an unknown outcome may have
-// created. It reports whether to send once more; otherwise the request
-// was finished, failed or handed back here.
-func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defender.APIError, resent bool) bool {
-	a, found, err := s.findMarked(ctx, r)
-	switch {
-	case err != nil:
-		s.retryLater(ctx, r, retryNote("MDE did not confirm the call and its actions could not be read", err))
-		return false
-	case found:
-		s.done(ctx, r, a, 0)
-		return false
-	case resent:
-		s.fail(ctx, r, "MDE did not confirm the call twice; check the MDE portal (Action center) for this machine before requesting again.", apiErr, nil)
-		return false
+// created, at each of reconcileChecks after the call, holding r meanwhile.
+// It reports whether to send once more; otherwise the request was
+// finished, failed or handed back here, or Stop cut the looking short and
+// the hold's lease hands r to a replica that reconciles first.
+func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defender.APIError, resent bool, calledAt time.Time) (store.Request, bool) {
+	nr, err := s.leases.holdUntil(ctx, r, calledAt.Add(reconcileChecks[len(reconcileChecks)-1]))
+	if cur, ok := lost(err); ok {
+		s.logger(ctx).Warn().Str("state", string(cur.State)).Msg("no longer ours; the new owner reconciles")
+		return r, false
 	}
-	s.reply(ctx, r, msg(txt("MDE did not confirm the call and has no record of it; sending it once more.")))
-	return true
+	if err != nil {
+		s.retryLater(ctx, r, noteStoreDown)
+		return r, false
+	}
+	r = nr
+	for _, after := range reconcileChecks {
+		if !s.waitUntil(ctx, calledAt.Add(after)) {
+			s.logger(ctx).Info().Msg("stopping while reconciling; the lease hands the request on")
+			return r, false
+		}
+		a, found, err := s.findMarked(ctx, r)
+		switch {
+		case err != nil:
+			s.retryLater(ctx, r, retryNote("MDE did not confirm the call and its actions could not be read", err))
+			return r, false
+		case found:
+			s.done(ctx, r, a, 0)
+			return r, false
+		}
+	}
+	if resent {
+		s.fail(ctx, r, "MDE did not confirm the call twice; check the MDE portal (Action center) for this machine before requesting again.", apiErr, nil)
+		return r, false
+	}
+	s.reply(ctx, r, msg(txtf("MDE did not confirm the call and has listed no action for it after %s; sending it once more.", reconcileChecks[len(reconcileChecks)-1])))
+	return r, true
 }
 
 // failUnderWay fails r because MDE already has an action under way for
@@ -275,22 +322,16 @@ func (s *Service) auditCall(ctx context.Context, r store.Request, apiErr *defend
 	s.audit(ctx, e)
 }
 
-// findMarked looks in the machine's actions for the one this request created:
-// same type, our exact marker, created after the approval (less a minute of
-// clock skew, so a reused id of a wiped store cannot match an old action).
+// findMarked looks in the machine's actions for the newest one this
+// request created (see createdBy).
 func (s *Service) findMarked(ctx context.Context, r store.Request) (defender.MachineAction, bool, error) {
 	acts, err := s.readActions(ctx, r.MachineID)
 	if err != nil {
 		return defender.MachineAction{}, false, err
 	}
-	typ := "Isolate"
-	if r.Command == store.Unisolate {
-		typ = "Unisolate"
-	}
-	after := r.DecidedAt.Add(-time.Minute)
 	slices.SortStableFunc(acts, func(a, b defender.MachineAction) int { return b.CreationDateTimeUTC.Compare(a.CreationDateTimeUTC) })
 	for _, a := range acts {
-		if strings.EqualFold(a.Type, typ) && strings.Contains(a.RequestorComment, Marker(r.ID)) && !a.CreationDateTimeUTC.Before(after) {
+		if createdBy(a, r) {
 			return a, true, nil
 		}
 	}
@@ -305,16 +346,4 @@ func (s *Service) readActions(ctx context.Context, machineID string) ([]defender
 		return nil, nil
 	}
 	return acts, err
-}
-
-// sleepCtx waits d or until ctx ends; false if ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -33,7 +33,7 @@ func TestApproveIsolatesOnce(t *testing.T) {
 	if n := e.posts.Load(); n != 1 {
 		t.Fatalf("%d POSTs, want 1", n)
 	}
-	wantComment := "suspicious beaconing — requested by UANALYST via Slack, approved by UBOSS, isolate-bot request [isolate-bot r-1]"
+	wantComment := "[isolate-bot r-1] requested by UANALYST via Slack, approved by UBOSS: suspicious beaconing"
 	if e.comments[0] != wantComment {
 		t.Fatalf("MDE comment %q\nwant %q", e.comments[0], wantComment)
 	}
@@ -71,6 +71,10 @@ func TestThrottledRetries(t *testing.T) {
 	})
 	r := e.request()
 	e.click(e.svc, r.ID, boss, true)
+	waitFor(t, "the 429 to be audited", func() bool {
+		return slices.ContainsFunc(e.events(r.ID), func(ev store.Event) bool { return ev.StatusCode == 429 })
+	})
+	e.clk.Advance(20 * time.Millisecond) // the Retry-After, on the Service's clock
 	got := e.finish(r.ID)
 	if got.State != store.Done || e.posts.Load() != 2 || len(simActions(t, e.sim, defender.SimWeb01)) != 1 {
 		t.Fatalf("state %s, %d POSTs", got.State, e.posts.Load())
@@ -118,6 +122,8 @@ func TestOutcomeUnknown(t *testing.T) {
 			e.setOnPost(tt.hook)
 			r := e.request()
 			e.click(e.svc, r.ID, boss, true)
+			// Reconciling looks for a minute after each unknown outcome.
+			e.drive(r.ID+" sent or ended", 5*time.Second, func() bool { r := e.get(r.ID); return r.MachineActionID != "" || r.State.Terminal() })
 			got := e.finish(r.ID)
 			acts := simActions(t, e.sim, defender.SimWeb01)
 			if got.State != tt.wantState || e.posts.Load() != tt.posts || len(acts) != tt.actions {
@@ -137,7 +143,8 @@ func TestMDEFailures(t *testing.T) {
 	}{
 		{"forbidden", &defender.APIError{Status: 403, Code: "Forbidden", Target: "corr-403", Kind: defender.ErrForbidden}},
 		{"bad request", &defender.APIError{Status: 400, Code: "InvalidInput", Message: "OS not supported", Target: "corr-400", Kind: defender.ErrBadRequest}},
-		{"unavailable", &defender.APIError{Status: 503, Target: "corr-503", Kind: defender.ErrUnavailable}},
+		{"credentials refused", &defender.APIError{Status: 401, Target: "corr-401", Kind: defender.ErrUnauthorized}},
+		{"unknown machine", &defender.APIError{Status: 404, Code: "ResourceNotFound", Target: "corr-404", Kind: defender.ErrNotFound}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,18 +195,44 @@ func TestAlreadyInProgressLinksAction(t *testing.T) {
 	}
 }
 
-func TestMDECommentBounded(t *testing.T) {
-	r := store.Request{ID: "r-70", Comment: strings.Repeat("ü", MaxCommentRunes), Requester: analyst, DecidedBy: boss}
-	c := MDEComment(r)
-	if n := len([]rune(c)); n > MaxMDECommentRunes {
-		t.Fatalf("%d runes", n)
+// TestMDEComment: the marker starts the comment (MDE may cut the end),
+// the analyst's part is truncated to fit, and marker-like text typed by
+// the analyst is neutralised so it never reads as another request's marker.
+func TestMDEComment(t *testing.T) {
+	long := MDEComment(store.Request{ID: "r-70", Comment: strings.Repeat("ü", MaxCommentRunes), Requester: analyst, DecidedBy: boss})
+	if n := len([]rune(long)); n > MaxMDECommentRunes || !strings.HasSuffix(long, "…") {
+		t.Fatalf("%d runes, tail %q", n, long[len(long)-20:])
 	}
-	if !strings.HasSuffix(c, "[isolate-bot r-70]") || !strings.Contains(c, "…") {
-		t.Fatalf("comment tail %q", c[len(c)-120:])
+	for _, tc := range []struct {
+		name, id, comment string
+		want              string
+	}{
+		{"plain", "r-7", "beaconing", "[isolate-bot r-7] requested by UANALYST via Slack, approved by UBOSS: beaconing"},
+		{"marker of another request", "r-2", "same as [isolate-bot r-1]", "[isolate-bot r-2] requested by UANALYST via Slack, approved by UBOSS: same as (isolate-bot r-1]"},
+		{"any case and spacing", "r-2", "[ ISOLATE-BOT r-1] and [Isolate-Bot r-1]", "[isolate-bot r-2] requested by UANALYST via Slack, approved by UBOSS: ( ISOLATE-BOT r-1] and (Isolate-Bot r-1]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := store.Request{ID: tc.id, Comment: tc.comment, Requester: analyst, DecidedBy: boss}
+			if got := MDEComment(r); got != tc.want {
+				t.Fatalf("MDEComment = %q\nwant %q", got, tc.want)
+			}
+		})
 	}
-	if strings.Contains(MDEComment(store.Request{ID: "r-7", Comment: "x"}), Marker("r-70")) ||
-		strings.Contains(c, Marker("r-7")) {
-		t.Fatal("markers of r-7 and r-70 overlap")
+	r1 := store.Request{ID: "r-1", Requester: analyst, DecidedBy: boss}
+	for _, tc := range []struct {
+		comment string
+		want    bool
+	}{
+		{MDEComment(r1), true},
+		{MDEComment(store.Request{ID: "r-10", Requester: analyst, DecidedBy: boss}), false},
+		{MDEComment(store.Request{ID: "r-2", Comment: "[isolate-bot r-1] again", Requester: analyst, DecidedBy: boss}), false},
+		{"escalated from [isolate-bot r-1] in the portal", false},
+		{"old format — requested by UANALYST via Slack, approved by UBOSS, isolate-bot request [isolate-bot r-1]", true},
+		{"quoting [isolate-bot r-1]", false},
+	} {
+		if got := marked(tc.comment, r1); got != tc.want {
+			t.Errorf("marked(%q, r-1) = %v, want %v", tc.comment, got, tc.want)
+		}
 	}
 }
 
@@ -217,7 +250,7 @@ func TestUnisolateFlow(t *testing.T) {
 	got := e.finish("r-1")
 	acts := simActions(t, e.sim, defender.SimWeb02)
 	if got.State != store.Done || e.posts.Load() != 1 || acts[0].Type != "Unisolate" || got.MachineActionID != acts[0].ID ||
-		!strings.HasSuffix(acts[0].RequestorComment, "approved by UBOSS2, isolate-bot request [isolate-bot r-1]") {
+		!strings.HasPrefix(acts[0].RequestorComment, "[isolate-bot r-1] requested by UANALYST via Slack, approved by UBOSS2: ") {
 		t.Fatalf("request %+v, newest action %+v", got, acts[0])
 	}
 }

@@ -54,10 +54,14 @@ type Service struct {
 	leases *leases // who owns which request, for how long: see lease.go
 
 	// bg carries background work (executions, status followers): detached
-	// from the triggering command's ctx, cancelled by Stop.
-	bg     context.Context
-	stopBg context.CancelFunc
-	wg     sync.WaitGroup
+	// from the triggering command's ctx and cancelled only by Abort, so an
+	// MDE call in flight at shutdown finishes and is recorded. Its waits
+	// also end when stopped is done (Stop): see stop.go.
+	bg      context.Context
+	abortBg context.CancelFunc
+	stopped context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
 	groups map[string]groupHit // user-group membership cache
@@ -69,26 +73,40 @@ func New(cfg Config, deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	bg, stop := context.WithCancel(context.Background())
+	bg, abort := context.WithCancel(context.Background())
+	stopped, stop := context.WithCancel(context.Background())
 	return &Service{
-		cfg:    cfg,
-		d:      deps,
-		now:    deps.Now,
-		log:    deps.Logger,
-		leases: newLeases(cfg, deps.Approvals, deps.Now),
-		bg:     bg,
-		stopBg: stop,
-		groups: map[string]groupHit{},
+		cfg:     cfg,
+		d:       deps,
+		now:     deps.Now,
+		log:     deps.Logger,
+		leases:  newLeases(cfg, deps.Approvals, deps.Now),
+		bg:      bg,
+		abortBg: abort,
+		stopped: stopped,
+		stop:    stop,
+		groups:  map[string]groupHit{},
 	}
 }
 
 // Config returns the Service's configuration.
 func (s *Service) Config() Config { return s.cfg }
 
-// Stop cancels background work (queued or running executions, status
-// followers). An execution stopped mid-call stays "executing" in the store
-// and a scheduler reconciles it with MDE later. Call Wait afterwards.
-func (s *Service) Stop() { s.stopBg() }
+// Stop ends every wait of background work (the queue before a rate-limit
+// slot, back-offs, reconciling, the sleeps between status reads); the
+// request's lease then hands it to another replica. An MDE call in flight
+// is not cut: it finishes within its own deadline (CallTimeout), and its
+// outcome is recorded and posted. Call Wait afterwards, and Abort if that
+// takes longer than the shutdown allows.
+func (s *Service) Stop() { s.stop() }
+
+// Abort stops and also cancels the MDE calls and store writes in flight.
+// A request cut mid-call stays executing and a scheduler reconciles it
+// with MDE before any other call.
+func (s *Service) Abort() {
+	s.stop()
+	s.abortBg()
+}
 
 // Wait blocks until all background work has finished.
 func (s *Service) Wait() { s.wg.Wait() }

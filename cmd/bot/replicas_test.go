@@ -498,7 +498,8 @@ func TestSlackFaults(t *testing.T) {
 
 // TestMDESlowOrDown: slow MDE lookups never delay Slack acks, and the
 // requester hears back in plain words; an approved request whose POST MDE
-// answers with 503 twice (outcome unknown, no action found) ends failed
+// answers with 503 twice (outcome unknown, no action found within the
+// minute reconciling looks, each time) ends failed
 // with an explanation in its thread; the bot keeps serving.
 func TestMDESlowOrDown(t *testing.T) {
 	t.Parallel()
@@ -531,7 +532,8 @@ func TestMDESlowOrDown(t *testing.T) {
 	h.mde.FailNext(fakemde.OpIsolate, fakemde.Fault{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "try later"})
 	h.mde.FailNext(fakemde.OpIsolate, fakemde.Fault{Status: http.StatusServiceUnavailable, Code: "ServiceUnavailable", Message: "try later"})
 	h.fs.ClickButton("U0MGR1", chanSOC, card.TS, bot.ActionApprove)
-	th, err := h.fs.WaitThread(chanSOC, card.TS, func(r []fakeslack.Message) bool { return threadHas(r, "Failed:") }, 30*time.Second)
+	// Each unknown outcome is reconciled for a minute before anything else.
+	th, err := h.fs.WaitThread(chanSOC, card.TS, func(r []fakeslack.Message) bool { return threadHas(r, "Failed:") }, 150*time.Second)
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, threadText(h.fs.Thread(chanSOC, card.TS)), p.tail())
 	}

@@ -37,8 +37,10 @@ var shutdownSteps = []shutdownStep{
 	// The Runner drains its queue and running handlers (its DrainTimeout is
 	// this share), then cancels what is left.
 	{stepInFlight, 0.5, (*App).finishInFlight},
-	// The scheduler loop stops, then background executions and followers
-	// are cancelled and waited for; a scheduler reconciles what was cut.
+	// The scheduler loop stops, then the waits of background executions and
+	// followers end while MDE calls in flight finish and are recorded;
+	// calls still running when the share is spent are cancelled, and a
+	// scheduler reconciles what was cut.
 	{stepBackground, 0.3, (*App).stopBackground},
 	{stepHTTP, 0.2, (*App).stopHTTP},
 	{stepRedis, 0, (*App).closeRedis},
@@ -134,11 +136,16 @@ func (a *App) finishInFlight(context.Context, time.Duration) error {
 	return nil
 }
 
+// stopBackground ends the waits of background work at once (queued calls,
+// back-offs, status polling: their leases hand them to other replicas) but
+// lets MDE calls in flight finish and be recorded, within this step's
+// budget; only when that runs out are they cancelled.
 func (a *App) stopBackground(ctx context.Context, budget time.Duration) error {
 	a.stopScheduler()
 	a.svc.Stop()
 	if !waitFor(ctx, a.svc.Wait) {
-		return fmt.Errorf("background work still running after %s; a scheduler will reconcile it on the next start", budget)
+		a.svc.Abort()
+		return fmt.Errorf("background work still running after %s; cancelled, a scheduler will reconcile it on the next start", budget)
 	}
 	return nil
 }

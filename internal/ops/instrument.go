@@ -107,6 +107,8 @@ type instrumentedLimiter struct {
 
 var _ ratelimit.Backend = (*instrumentedLimiter)(nil)
 
+func (i *instrumentedLimiter) Limits() ratelimit.Limits { return i.l.Limits() }
+
 func (i *instrumentedLimiter) Reserve(ctx context.Context, budget string, maxWait time.Duration) (ratelimit.Decision, error) {
 	d, err := i.l.Reserve(ctx, budget, maxWait)
 	switch {

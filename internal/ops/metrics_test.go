@@ -139,6 +139,10 @@ type fakeLimiter struct {
 	blocked  []time.Time
 }
 
+func (f *fakeLimiter) Limits() ratelimit.Limits {
+	return ratelimit.Limits{PerMinute: 1, PerHour: 1, Minute: time.Minute, Hour: time.Hour}
+}
+
 func (f *fakeLimiter) Reserve(context.Context, string, time.Duration) (ratelimit.Decision, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -23,6 +23,8 @@ type Backend interface {
 	Release(ctx context.Context, budget string, d Decision) error
 	// Block makes every replica hold off budget until the given time (MDE 429 Retry-After).
 	Block(ctx context.Context, budget string, until time.Time) error
+	// Limits are the counts and windows the Backend enforces.
+	Limits() Limits
 }
 
 // RateLimitError: the next free slot of Budget is At, later than the
@@ -103,9 +105,15 @@ func (g *Gate) Admit(ctx context.Context, budget string) error {
 
 // Throttled shares MDE's 429 Retry-After with every replica: nobody sends
 // to budget before retryAfter has passed.
+//
+// A 429 without Retry-After (retryAfter <= 0) blocks budget for one whole
+// minute window from now. MDE counts calls per minute and does not say
+// where its window starts, so "the rest of its minute" ends at the latest
+// one window after the refusal: now + window is the conservative reading,
+// and it is what every replica sees (the block is shared through b).
 func (g *Gate) Throttled(ctx context.Context, budget string, retryAfter time.Duration) {
 	if retryAfter <= 0 {
-		retryAfter = time.Second
+		retryAfter = g.b.Limits().Minute
 	}
 	if err := g.b.Block(context.WithoutCancel(ctx), budget, g.now().Add(retryAfter)); err != nil {
 		g.logger(ctx).Error().Err(err).Str("budget", budget).Msg("could not share MDE's Retry-After with other replicas")

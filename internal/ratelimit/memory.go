@@ -37,6 +37,9 @@ func NewMemory(cfg Config) *Memory {
 }
 
 // now returns the clock in µs, never below the last admit (like the script).
+// Limits are the counts and windows m enforces.
+func (m *Memory) Limits() Limits { return m.cfg.Limits }
+
 func (m *Memory) now(b *limBudget) int64 {
 	return max(m.cfg.Now().UnixMicro(), b.last)
 }

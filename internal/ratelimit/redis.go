@@ -53,6 +53,9 @@ func New(rdb rediser, cfg Config) *Limiter {
 // Config returns the configuration (with the clock set).
 func (l *Limiter) Config() Config { return l.cfg }
 
+// Limits are the counts and windows l enforces.
+func (l *Limiter) Limits() Limits { return l.cfg.Limits }
+
 func unavailable(op, budget string, err error) error {
 	return fmt.Errorf("%w: %s for budget %q: %w", ErrUnavailable, op, budget, err)
 }
