@@ -176,7 +176,7 @@ func (c *Client) TokenRoles(ctx context.Context) ([]string, error) {
 func tokenRoles(tok string) ([]string, error) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
-		return nil, fmt.Errorf("%w: not a JWT (%d parts)", ErrRolesUnreadable, len(parts))
+		return nil, fmt.Errorf("%w: not a JWT", ErrRolesUnreadable)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
