@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 )
 
@@ -18,7 +19,9 @@ func TestForbiddenNamesPermission(t *testing.T) {
 	c, err := defender.New(defender.Config{
 		APIURL: f.URL(), AuthorityHost: f.URL(), TenantID: fakemde.TenantID,
 		ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret,
-		HTTPClient: f.HTTPClient(), MaxGetAttempts: 1,
+		HTTPClient: f.HTTPClient(), MaxGetAttempts: 1, UserAgent: "isolate-bot/test",
+		BaseBackoff: config.DefaultMDEBaseBackoff, MaxBackoff: config.DefaultMDEMaxBackoff,
+		MaxRetryAfterWait: config.DefaultMDEMaxRetryAfterWait, AttemptTimeout: config.DefaultMDECallTimeout,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
-	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/rs/zerolog"
 )
 
@@ -264,113 +263,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Token checks that an access token for the MDE API can be had (from
-// MSAL's cache or Azure AD). It returns nil or an *APIError of kind
-// ErrUnauthorized (credentials or tenant refused: check AZURE_*) or
-// ErrUnavailable (Azure AD unreachable or failing).
-func (c *Client) Token(ctx context.Context) error {
-	_, err := c.token(ctx)
-	return err
-}
-
-// token returns a bearer token. AcquireTokenByCredential consults MSAL's
-// app-token cache first (MSAL Go ≥1.5; AcquireTokenSilent would need an
-// account, which app tokens do not have) and refreshes ahead of expiry.
-func (c *Client) token(ctx context.Context) (string, error) {
-	res, err := c.msal.AcquireTokenByCredential(ctx, c.scopes)
-	if err != nil {
-		return "", c.tokenError(ctx, err)
-	}
-	return res.AccessToken, nil
-}
-
-// aadErrorBody is Azure AD's OAuth error response.
-type aadErrorBody struct {
-	Error         string  `json:"error"`
-	Description   string  `json:"error_description"`
-	ErrorCodes    []int64 `json:"error_codes"`
-	CorrelationID string  `json:"correlation_id"`
-}
-
-var (
-	aadstsRe    = regexp.MustCompile(`AADSTS\d+`)
-	oauthCodeRe = regexp.MustCompile(`^[a-z_]{1,64}$`) // e.g. invalid_client
-)
-
-// tokenError turns an MSAL failure into an APIError that is safe to show:
-// MSAL errors embed the authority's whole response body, which may echo
-// form fields, so only the OAuth error code, the AADSTS number and the
-// correlation id are kept from a response.
-func (c *Client) tokenError(ctx context.Context, err error) error {
-	const op = OpToken
-	const hint = "check the AZURE_* settings (tenant id, client id, client secret or certificate) and that the app has the Machine.Isolate and Machine.Read.All application roles with admin consent"
-	e := &APIError{Op: op, Kind: ErrUnauthorized}
-	var ce msalerrors.CallErr
-	switch {
-	case errors.As(err, &ce) && ce.Resp != nil:
-		e.Status = ce.Resp.StatusCode
-		var body aadErrorBody
-		if ce.Resp.Body != nil {
-			raw, _ := io.ReadAll(io.LimitReader(ce.Resp.Body, 64<<10))
-			_ = json.Unmarshal(raw, &body)
-		}
-		if oauthCodeRe.MatchString(body.Error) {
-			e.Code = body.Error
-		}
-		e.Target = truncate(body.CorrelationID, 64)
-		detail := ""
-		if m := aadstsRe.FindString(body.Description); m != "" {
-			detail = " (" + m + ")"
-		} else if len(body.ErrorCodes) > 0 {
-			detail = fmt.Sprintf(" (AADSTS%d)", body.ErrorCodes[0])
-		}
-		if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
-			e.Kind = ErrUnavailable
-			e.Message = "Azure AD is failing" + detail + "; try again later"
-		} else {
-			e.Message = "Azure AD refused the token request" + detail + "; " + hint
-		}
-	case ctx.Err() != nil:
-		e.Kind = ErrUnavailable
-		e.Message = "no token before the deadline"
-		return withCause(e, ctx.Err())
-	case isNetError(err):
-		e.Kind = ErrUnavailable
-		e.Message = "cannot reach Azure AD: " + c.scrub(firstLine(err.Error()))
-	default:
-		e.Message = c.scrub(firstLine(err.Error())) + "; " + hint
-	}
-	return e
-}
-
-func isNetError(err error) bool {
-	var ne net.Error
-	var ue *url.Error
-	return errors.As(err, &ne) || errors.As(err, &ue)
-}
-
-// firstLine drops everything after the first newline: MSAL puts response
-// bodies there.
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return strings.TrimRight(strings.TrimSpace(s), ":")
-}
-
-// scrub makes foreign error text safe to show: no secret, no URL query,
-// no JWT, bounded length.
-func (c *Client) scrub(s string) string {
-	if c.secret != "" {
-		s = strings.ReplaceAll(s, c.secret, "[redacted]")
-		// Form bodies carry the secret URL-encoded.
-		if q := url.QueryEscape(c.secret); q != c.secret {
-			s = strings.ReplaceAll(s, q, "[redacted]")
-		}
-	}
-	return truncate(redact(s), 300)
-}
-
 // call is one MDE operation.
 type call struct {
 	op     string // for errors, e.g. "isolate machine 7b1f…"
@@ -463,9 +355,9 @@ func refused(op string, gateErr error) error {
 	return withCause(&APIError{Op: op, Kind: ErrUnavailable, Message: "not sent to MDE"}, gateRefusal{gateErr})
 }
 
-// attempt makes one HTTP request: admission, token, send, read, map.
+// attempt is one admitted HTTP request, sent once more with a fresh token
+// if MDE answers 401.
 func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
-	isPost := cl.method == http.MethodPost
 	// Admission first: a queued call may wait long, and the token must be
 	// fresh when the request leaves.
 	if err := c.admit(ctx, cl); err != nil {
@@ -475,32 +367,44 @@ func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", cl.op, err)
 	}
+	err = c.send(ctx, cl, tok, out, n)
+	if !rejectedToken(err) {
+		return err
+	}
+	// A 401 means MDE did nothing, so even a POST may go again; it counted
+	// against MDE's budget like any answer, so the resend is admitted anew,
+	// by the Gate: the caller's slot is spent.
+	c.logger(ctx).Warn().Str("op", cl.op).Msg("MDE refused the access token (HTTP 401); sending once more with a fresh token")
+	if c.gate != nil {
+		if err := c.gate.Admit(ctx, cl.budget); err != nil {
+			return refused(cl.op, err)
+		}
+	}
+	if tok, err = c.freshToken(ctx, tok); err != nil {
+		return fmt.Errorf("%s: %w", cl.op, err)
+	}
+	return c.send(ctx, cl, tok, out, n)
+}
 
+// rejectedToken reports whether err is MDE's 401.
+func rejectedToken(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusUnauthorized && errors.Is(e.Kind, ErrUnauthorized)
+}
+
+// send makes one HTTP request with tok: send, read, map.
+func (c *Client) send(ctx context.Context, cl call, tok string, out any, n int) error {
+	isPost := cl.method == http.MethodPost
 	actx, cancel := context.WithTimeout(ctx, c.attemptTTL)
 	defer cancel()
 	var sent atomic.Bool // set once the request may have reached MDE
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteHeaders: func() { sent.Store(true) },
 	})
-	target := c.api + cl.path
-	if cl.query != "" {
-		target += "?" + cl.query
-	}
-	var body io.Reader
-	if cl.body != nil {
-		body = bytes.NewReader(cl.body)
-	}
-	req, err := http.NewRequestWithContext(actx, cl.method, target, body)
+	req, err := c.request(actx, cl, tok)
 	if err != nil {
-		return &APIError{Op: cl.op, Kind: ErrBadRequest, Message: "cannot build the request"}
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -525,7 +429,36 @@ func (c *Client) attempt(ctx context.Context, cl call, out any, n int) error {
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	c.logger(ctx).Debug().Str("op", cl.op).Str("method", cl.method).Str("path", cl.path).Int("attempt", n).
 		Int("status", resp.StatusCode).Dur("took", time.Since(start)).Msg("MDE request")
+	return c.answer(ctx, cl, resp, raw, rerr, out)
+}
 
+// request builds cl's HTTP request carrying tok.
+func (c *Client) request(ctx context.Context, cl call, tok string) (*http.Request, error) {
+	target := c.api + cl.path
+	if cl.query != "" {
+		target += "?" + cl.query
+	}
+	var body io.Reader
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, target, body)
+	if err != nil {
+		return nil, &APIError{Op: cl.op, Kind: ErrBadRequest, Message: "cannot build the request"}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if cl.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
+}
+
+// answer maps MDE's response (raw, read with rerr) and decodes a 2xx body
+// into out.
+func (c *Client) answer(ctx context.Context, cl call, resp *http.Response, raw []byte, rerr error, out any) error {
+	isPost := cl.method == http.MethodPost
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := mapStatus(cl.op, isPost, resp.StatusCode, resp.Header, raw, c.now())
 		if resp.StatusCode == http.StatusTooManyRequests && c.gate != nil {

@@ -38,6 +38,7 @@ type fakeAuthority struct {
 
 	mu    sync.Mutex
 	fail  func(w http.ResponseWriter) bool // when set and true, the token request failed
+	issue func(n int64) string             // the n-th token (from 1); nil: always testToken
 	forms []map[string][]string
 }
 
@@ -60,22 +61,40 @@ func (a *fakeAuthority) serve(w http.ResponseWriter, r *http.Request) {
 			"issuer":                 base + "/v2.0",
 		})
 	case r.Method == http.MethodPost && r.URL.Path == "/"+testTenant+"/oauth2/v2.0/token":
-		a.tokens.Add(1)
+		n := a.tokens.Add(1)
 		_ = r.ParseForm()
 		a.mu.Lock()
 		a.forms = append(a.forms, r.PostForm)
-		fail := a.fail
+		fail, issue := a.fail, a.issue
 		a.mu.Unlock()
 		if fail != nil && fail(w) {
 			return
 		}
+		tok := testToken
+		if issue != nil {
+			tok = issue(n)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"access_token": testToken, "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+			"access_token": tok, "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
 		})
 	default:
 		http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusNotFound)
 	}
+}
+
+// setIssue scripts the tokens issued: issue(n) is the n-th, from 1.
+func (a *fakeAuthority) setIssue(issue func(n int64) string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.issue = issue
+}
+
+// allForms returns every token request's form, in order.
+func (a *fakeAuthority) allForms() []map[string][]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]map[string][]string(nil), a.forms...)
 }
 
 // setFail scripts token failures; fail returns true when it answered.

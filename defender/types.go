@@ -18,7 +18,10 @@
 //     Pending or InProgress isolation action (MDE 400
 //     ActiveRequestAlreadyExists). Read MachineActions to link it.
 //   - ErrUnauthorized: Azure AD refused the credentials (check AZURE_*), or
-//     MDE answered 401. ErrForbidden: the app lacks a role; Message names it.
+//     MDE answered 401 twice: after a first 401 the call is admitted anew
+//     and sent once more with a token fetched past MSAL's cache (a 401
+//     means MDE did nothing). ErrForbidden: the app lacks a role; Message
+//     names it.
 //   - ErrThrottled: MDE answered 429; RetryAfter is its Retry-After (0 when
 //     absent). GETs wait it out themselves when it is short enough.
 //   - ErrUnavailable: no usable answer (5xx, transport failure, timeout,
@@ -30,10 +33,10 @@
 //     or dropped connection after sending). Never retry blindly: read
 //     MachineActions first.
 //
-// POSTs are never retried. When ctx ends, errors.Is also matches ctx.Err().
-// Errors carry no token or secret, and foreign text in them (MDE messages)
-// is bounded and has URL query strings removed, but is not escaped for
-// Slack.
+// POSTs are not retried otherwise. When ctx ends, errors.Is also matches
+// ctx.Err(). Errors carry no token or secret, and foreign text in them (MDE
+// messages) is bounded and has URL query strings removed, but is not
+// escaped for Slack.
 package defender
 
 import (

@@ -2,15 +2,34 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/ops"
 )
+
+// checkWarning is a check that could not verify everything but found
+// nothing wrong: printed as WARN, it does not fail `bot check`.
+type checkWarning string
+
+func (w checkWarning) Error() string { return string(w) }
+
+// hintedError is a failure that knows its own fix, shown instead of the
+// check's general hint.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func (e *hintedError) Error() string { return e.err.Error() + " — " + e.hint }
+func (e *hintedError) Unwrap() error { return e.err }
 
 // checkItem is one line of `bot check`: ok with a detail, or FAIL with what
 // went wrong and a hint on what to do.
@@ -50,12 +69,20 @@ func Check(ctx context.Context, cfg config.Config, o Options, out io.Writer) err
 		cctx, cancel := context.WithTimeout(ctx, cfg.BotCheckTimeout)
 		detail, err := c.run(cctx, cfg, o)
 		cancel()
-		if err != nil {
+		var warn checkWarning
+		var hinted *hintedError
+		switch {
+		case errors.As(err, &warn):
+			fmt.Fprintf(out, "WARN %s: %s\n", c.name, ops.Redact(warn.Error()))
+		case errors.As(err, &hinted):
+			failed++
+			fmt.Fprintf(out, "FAIL %s: %s — %s\n", c.name, ops.Redact(hinted.err.Error()), hinted.hint)
+		case err != nil:
 			failed++
 			fmt.Fprintf(out, "FAIL %s: %s — %s\n", c.name, ops.Redact(err.Error()), c.hint)
-			continue
+		default:
+			fmt.Fprintf(out, "ok   %s: %s\n", c.name, detail)
 		}
-		fmt.Fprintf(out, "ok   %s: %s\n", c.name, detail)
 	}
 	if failed > 0 {
 		return fmt.Errorf("check failed: %d of %d checks failed", failed, len(checkItems)+1)
@@ -128,8 +155,35 @@ func checkAzureToken(ctx context.Context, cfg config.Config, o Options) (string,
 	if err != nil {
 		return "", err
 	}
-	if err := p.client.Token(ctx); err != nil {
+	// The roles come from the token's payload, decoded without verifying
+	// its signature: they only feed this advice (MDE checks the token).
+	roles, err := p.client.TokenRoles(ctx)
+	issued := "token issued for " + cfg.DefenderScope + " by " + cfg.Authority()
+	switch {
+	case errors.Is(err, defender.ErrRolesUnreadable):
+		return "", checkWarning(issued + ", but " + err.Error() +
+			", so its application permissions were not checked; a missing one shows as HTTP 403 naming it")
+	case err != nil:
 		return "", err
 	}
-	return "token issued for " + cfg.DefenderScope + " by " + cfg.Authority(), nil
+	if missing := defender.MissingRoles(roles); len(missing) > 0 {
+		perms, noun := strings.Join(missing, " and "), "permission"
+		if len(missing) > 1 {
+			noun = "permissions"
+		}
+		return "", &hintedError{
+			err: fmt.Errorf("%s, but the app lacks the application %s %s (the token's roles: %s)",
+				issued, noun, perms, orNone(roles)),
+			hint: "in Entra ID, App registrations → this app → API permissions → Add a permission → APIs my organization uses → " +
+				"WindowsDefenderATP → Application permissions, add " + perms + ", then Grant admin consent",
+		}
+	}
+	return issued + " with the application permissions " + strings.Join(roles, ", "), nil
+}
+
+func orNone(roles []string) string {
+	if len(roles) == 0 {
+		return "none"
+	}
+	return strings.Join(roles, ", ")
 }

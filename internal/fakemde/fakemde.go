@@ -29,8 +29,9 @@ const (
 	TenantID     = "11111111-2222-3333-4444-555555555555"
 	ClientID     = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 	ClientSecret = "fake-client-secret-value~do-not-log"
-	// Token is what the authority issues; JWT-shaped like a real one.
-	Token = "eyJhbGciOiJub25lIn0.eyJyb2xlcyI6WyJNYWNoaW5lLklzb2xhdGUiXX0.ZmFrZS1tZGUtdG9rZW4"
+	// Token is what the authority issues until SetTokens is called: a
+	// JWT-shaped token with both roles that never expires.
+	Token = "eyJhbGciOiJub25lIn0.eyJyb2xlcyI6WyJNYWNoaW5lLklzb2xhdGUiLCJNYWNoaW5lLlJlYWQuQWxsIl19.ZmFrZS1tZGUtdG9rZW4"
 )
 
 // Operation names used by Count, FailNext and Hang.
@@ -71,8 +72,10 @@ type Fault struct {
 type Server struct {
 	Sim *defender.Simulator
 	srv *httptest.Server
+	now func() time.Time
 
 	mu     sync.Mutex
+	tok    tokenState
 	reqs   []Request
 	counts map[string]int
 	faults map[string][]Fault
@@ -80,12 +83,17 @@ type Server struct {
 	notify chan struct{}            // closed and replaced on every request
 }
 
-// New starts the fake; it is closed on t.Cleanup. now is the simulator's
-// clock (time.Now if nil).
+// New starts the fake; it is closed on t.Cleanup. now is the clock of the
+// simulator and of token expiry (time.Now if nil).
 func New(t testing.TB, now func() time.Time) *Server {
 	t.Helper()
+	if now == nil {
+		now = time.Now
+	}
 	s := &Server{
 		Sim:    defender.NewSimulator(now),
+		now:    now,
+		tok:    tokenState{issued: map[string]time.Time{}},
 		counts: map[string]int{},
 		faults: map[string][]Fault{},
 		hangs:  map[string]time.Duration{},
@@ -266,12 +274,12 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, op, id string, b
 				"error_description": "AADSTS7000215: Invalid client secret provided."})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"access_token": Token, "token_type": "Bearer",
-			"expires_in": 3600, "ext_expires_in": 3600})
+		s.issueToken(w)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+Token {
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "missing or wrong bearer token")
+	if why := s.checkToken(r.Header.Get("Authorization")); why != "" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "Unauthorized", why)
 		return
 	}
 	if fault != nil {
