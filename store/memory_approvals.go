@@ -24,6 +24,7 @@ type MemoryApprovals struct {
 	reqs     map[string]memRecord
 	machines map[string]memPointer
 	seen     map[string]time.Time // key → expiry
+	hits     map[string]memHits   // Hit counters (memory_dedup.go)
 	audit    []Event              // global stream, oldest first
 	perReq   map[string]*memAudit
 	lastMS   int64 // last audit entry id, to make ids increase like XADD's
@@ -76,6 +77,11 @@ func (m *MemoryApprovals) prune(now time.Time) {
 	for id, a := range m.perReq {
 		if !now.Before(a.exp) {
 			delete(m.perReq, id)
+		}
+	}
+	for k, h := range m.hits {
+		if !now.Before(h.exp) {
+			delete(m.hits, k)
 		}
 	}
 }
