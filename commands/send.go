@@ -31,10 +31,14 @@ const noteStoreDown = "state store unavailable, will retry"
 // by reconciliation ("[isolate-bot r-7]" never matches r-70).
 func Marker(id string) string { return "[isolate-bot " + id + "]" }
 
-// MDEComment is the comment sent to MDE: MDE records only the app as
-// requestor, so the people and the request go in the text.
-func MDEComment(r store.Request) string {
-	suffix := fmt.Sprintf(" — requested by %s via Slack, approved by %s, isolate-bot request %s", r.Requester, r.DecidedBy, Marker(r.ID))
+// MDEComment is the comment sent to MDE for a request decided in Slack.
+func MDEComment(r store.Request) string { return MDECommentVia(r, "Slack") }
+
+// MDECommentVia is the comment sent to MDE: MDE records only the app as
+// requestor, so the people, the transport they decided through (via:
+// "Slack", "console") and the request go in the text.
+func MDECommentVia(r store.Request, via string) string {
+	suffix := fmt.Sprintf(" — requested by %s via %s, approved by %s, isolate-bot request %s", r.Requester, via, r.DecidedBy, Marker(r.ID))
 	room := MaxMDECommentRunes - utf8.RuneCountInString(suffix)
 	c := r.Comment
 	if utf8.RuneCountInString(c) > room {

@@ -18,6 +18,10 @@ type Deps struct {
 	Gate      Gate // reserves the slot of each Isolate/Unisolate; nil: the Defender admits writes itself (no queue notice)
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
+	Throttle  Throttle  // counts refusals per user (throttle.go); nil: no throttle
+	// Transport names where people decide ("Slack", "console"): it marks
+	// decisions in the audit trail and the MDE comment. Default "Slack".
+	Transport string
 	Logger    zerolog.Logger
 	Now       func() time.Time // default time.Now
 	Version   string
@@ -67,6 +71,9 @@ type Service struct {
 func New(cfg Config, deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
+	}
+	if deps.Transport == "" {
+		deps.Transport = "Slack"
 	}
 	bg, stop := context.WithCancel(context.Background())
 	cfg = cfg.withDefaults()
@@ -153,6 +160,9 @@ func (s *Service) audit(ctx context.Context, e store.Event) {
 		s.logger(ctx).Error().Err(err).Str("event", e.Type).Str("request_id", e.RequestID).Msg("could not append audit event")
 	}
 }
+
+// via marks a decision with the transport it was made through.
+func (s *Service) via() string { return "via " + s.d.Transport }
 
 // afterWorkTimeout bounds telling the user (and the audit log) why nothing
 // happened once the work's own deadline has run out.

@@ -21,9 +21,8 @@ import (
 // Console timings at CONSOLE_SPEED=1: quick enough to watch an action go
 // Pending → InProgress → Succeeded in a few seconds (the simulator takes 5 s).
 const (
-	consolePoll     = time.Second
-	consoleSchedule = time.Second
-	consolePollFor  = 2 * time.Minute
+	consolePoll    = time.Second
+	consolePollFor = 2 * time.Minute
 	// consoleDrain bounds the wait after end of input for running work
 	// (status following) so a piped script sees the outcome.
 	consoleDrain = time.Minute
@@ -31,7 +30,9 @@ const (
 
 // runConsole is the terminal try-out: internal/app with the console as its
 // transport, the simulator and in-memory state (unless DEFENDER_* /
-// REDIS_URL say otherwise), driven from stdin.
+// REDIS_URL say otherwise), driven from stdin. It runs no scheduler, so it
+// never takes over requests of bots sharing its Redis; app.New refuses the
+// simulator on their keys (REDIS_URL without a REDIS_PREFIX of its own).
 func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadConsole(getenv)
 	if err != nil {
@@ -68,10 +69,11 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		Version:  version,
 		Console:  &app.Console{Messenger: con, Directory: con},
 		SimSpeed: speed,
+		// The console's own approved requests start at approval.
+		NoScheduler: true,
 		Timings: app.Timings{
-			PollInterval:   scale(consolePoll),
-			PollFor:        scale(consolePollFor),
-			SchedulerEvery: scale(consoleSchedule),
+			PollInterval: scale(consolePoll),
+			PollFor:      scale(consolePollFor),
 		},
 	})
 	if err != nil {
@@ -100,7 +102,7 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 // banner says what the console is connected to.
 func banner(cfg config.Config, a *app.App) console.Banner {
 	b := console.Banner{MDE: "real API at " + cfg.DefenderAPIURL + " (DEFENDER_SIMULATE=true for the simulator)",
-		State: "in memory (set REDIS_URL to share state with running bots)"}
+		State: "in memory (set REDIS_URL to keep it in Redis; with the simulator, also a REDIS_PREFIX of the console's own)"}
 	if sim := a.Simulator(); sim != nil {
 		b.MDE = "simulator (set DEFENDER_SIMULATE=false and AZURE_* for the real API)"
 		for _, m := range sim.Machines() {
@@ -110,7 +112,7 @@ func banner(cfg config.Config, a *app.App) console.Banner {
 		}
 	}
 	if cfg.UseRedis() {
-		b.State = "Redis " + config.RedactRedisURL(cfg.RedisURL.Reveal()) + " (empty REDIS_URL for in-memory)"
+		b.State = "Redis " + config.RedactRedisURL(cfg.RedisURL.Reveal()) + ", prefix " + cfg.RedisPrefix + " (empty REDIS_URL for in-memory)"
 	}
 	return b
 }
