@@ -34,7 +34,7 @@ type Invocation struct {
 	User       string // Slack user id of the caller
 	Channel    string // channel id where it was typed
 	TriggerID  string
-	DeliveryID string // transport delivery id (e.g. Socket Mode envelope id), for the audit log; not a request id like r-7
+	DeliveryID string // transport delivery id (e.g. Socket Mode envelope id), for the logs; not a request id like r-7
 }
 
 // Click is one press of Approve or Deny on a request card.

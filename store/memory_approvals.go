@@ -262,25 +262,6 @@ func (m *MemoryApprovals) Pending(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// FirstDelivery: see Approvals.FirstDelivery.
-func (m *MemoryApprovals) FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if key == "" || ttl <= 0 {
-		return false, fmt.Errorf("first delivery: need a key and a positive ttl (got %q, %v)", key, ttl)
-	}
-	now := m.cfg.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.prune(now)
-	if _, ok := m.seen[key]; ok {
-		return false, nil
-	}
-	m.seen[key] = now.Add(ttl)
-	return true, nil
-}
-
 // Append: see Approvals.Append. Entry ids are "<ms>-<n>" from the injected
 // clock, increasing like XADD's.
 func (m *MemoryApprovals) Append(ctx context.Context, e Event) error {

@@ -14,6 +14,25 @@ type memHits struct {
 	exp time.Time
 }
 
+// FirstDelivery: see Approvals.FirstDelivery.
+func (m *MemoryApprovals) FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" || ttl <= 0 {
+		return false, fmt.Errorf("first delivery: need a key and a positive ttl (got %q, %v)", key, ttl)
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.prune(now)
+	if _, ok := m.seen[key]; ok {
+		return false, nil
+	}
+	m.seen[key] = now.Add(ttl)
+	return true, nil
+}
+
 // Hit: see Approvals.Hit.
 func (m *MemoryApprovals) Hit(ctx context.Context, key string, window time.Duration) (int64, error) {
 	if err := ctx.Err(); err != nil {
