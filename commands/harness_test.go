@@ -31,6 +31,7 @@ var (
 	_ Defender  = (*mock.Defender)(nil)
 	_ Approvals = (*mock.Approvals)(nil)
 	_ Directory = (*mock.Directory)(nil)
+	_ Throttle  = (*mock.Throttle)(nil)
 	_ Messenger = (*mock.Messenger[Message, Card])(nil)
 )
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soc/isolate-bot/internal/mock"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -71,18 +72,15 @@ func TestRefusalsThrottled(t *testing.T) {
 	}
 }
 
-// failingThrottle is a Throttle whose store is down.
-type failingThrottle struct{}
-
-func (failingThrottle) Hit(context.Context, string, time.Duration) (int64, error) {
-	return 0, store.ErrUnavailable
-}
-func (failingThrottle) Hits(context.Context, string) (int64, error) { return 0, store.ErrUnavailable }
-
 // TestRefusalThrottleStoreDown: a refusal is already a "no": when the
 // store cannot count, every refusal is told as without the throttle.
 func TestRefusalThrottleStoreDown(t *testing.T) {
-	e := newEnv(t, func(e *env) { e.thr = failingThrottle{} })
+	e := newEnv(t, func(e *env) {
+		e.thr = &mock.Throttle{
+			HitFn:  func(context.Context, string, time.Duration) (int64, error) { return 0, store.ErrUnavailable },
+			HitsFn: func(context.Context, string) (int64, error) { return 0, store.ErrUnavailable },
+		}
+	})
 	for range 2 * refusalBurst {
 		e.command(stranger, "/isolate", "web-01 full x")
 	}
