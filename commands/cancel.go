@@ -20,7 +20,7 @@ func (s *Service) cancel(ctx context.Context, inv Invocation, p Parsed) error {
 		return fmt.Errorf("get %s: %w", p.RequestID, err)
 	}
 	if inv.User != r.Requester {
-		ok, err := s.isMember(ctx, inv.User, s.cfg.Approvers)
+		ok, err := s.mayDecideAs(ctx, inv.User, s.cfg.Approvers) // a decision: asks Slack
 		if !ok {
 			reason := "not requester or approver"
 			if err != nil {
@@ -46,7 +46,7 @@ func (s *Service) cancel(ctx context.Context, inv Invocation, p Parsed) error {
 	}
 	s.updateCard(ctx, c)
 	s.reply(ctx, c, msg(txt("Cancelled by "), who(inv.User), txt(" before a decision; nothing was sent to MDE.")))
-	s.audit(ctx, store.Event{RequestID: c.ID, Type: store.EventCancelled, Actor: inv.User, MachineID: c.MachineID, Reason: "cancelled by command"})
+	s.audit(ctx, store.Event{RequestID: c.ID, Type: store.EventCancelled, Actor: inv.User, MachineID: c.MachineID, Reason: "cancelled by command " + s.via()})
 	s.ephemeral(ctx, inv.Channel, inv.User, msg(txt("Request "), code(c.ID), txt(" is cancelled.")))
 	return nil
 }

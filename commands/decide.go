@@ -25,13 +25,19 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 	r, err := s.d.Approvals.Get(ctx, c.RequestID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.refuseClick(ctx, c, "", "unknown request", msg(txt("Request "), code(c.RequestID), txt(" is unknown; nothing was decided.")))
+		// No stream is made for an id that has no request: global audit only.
+		unknown := c
+		unknown.RequestID = ""
+		s.refuseClick(ctx, unknown, "", "unknown request "+c.RequestID, msg(txt("Request "), code(c.RequestID), txt(" is unknown; nothing was decided.")))
 		return nil
 	case err != nil:
 		s.refuseClick(ctx, c, "", "state store: "+err.Error(), msg(txt("The state store is unavailable, nothing was decided; try again shortly.")))
 		return fmt.Errorf("get %s: %w", c.RequestID, err)
 	}
 	ctx = log.With().Str("machine", r.MachineID).Logger().WithContext(ctx)
+	if !s.fromCard(ctx, c, r) {
+		return nil
+	}
 	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
 	if cardUnrecorded {
 		r.Channel, r.MessageTS = c.Channel, c.MessageTS
@@ -63,15 +69,38 @@ func verbOf(c Click) string {
 	return "deny"
 }
 
-// refuseClick tells the clicker why nothing was decided and audits it.
-func (s *Service) refuseClick(ctx context.Context, c Click, machineID, reason string, m Message) {
-	s.logger(ctx).Info().Str("reason", reason).Msg("click refused")
-	s.ephemeral(ctx, c.Channel, c.User, m)
-	s.audit(ctx, store.Event{RequestID: c.RequestID, Type: store.EventClickRefused, Actor: c.User, MachineID: machineID, Reason: verbOf(c) + ": " + reason})
+// fromCard refuses a click that does not come from r's own card: its
+// channel, and its ts once recorded (before that, the click's ts is
+// recorded, see Click). It returns false after refusing.
+func (s *Service) fromCard(ctx context.Context, c Click, r store.Request) bool {
+	if (r.Channel == "" || c.Channel == r.Channel) && (r.MessageTS == "" || c.MessageTS == r.MessageTS) {
+		return true
+	}
+	s.refuseClick(ctx, c, r.MachineID, "not the request's card",
+		msg(txt("This button is not on the card of request "), code(r.ID), txt("; nothing was decided. Use the buttons on "), threadLink(r, "its card"), txt(".")))
+	return false
 }
 
-// mayDecide enforces the two-person rule and the approvers list, failing
-// closed when membership cannot be checked. It returns false after refusing.
+// refuseClick tells the clicker why nothing was decided and audits it
+// (throttled like command refusals).
+func (s *Service) refuseClick(ctx context.Context, c Click, machineID, reason string, m Message) {
+	log := s.logger(ctx)
+	reason = verbOf(c) + ": " + reason
+	switch s.countRefusal(ctx, c.User) {
+	case refusalSilent:
+		log.Debug().Str("reason", reason).Msg("click refused silently: too many refusals")
+		return
+	case refusalSlowDown:
+		reason = throttledPrefix + reason
+	}
+	log.Info().Str("reason", reason).Msg("click refused")
+	s.ephemeral(ctx, c.Channel, c.User, m)
+	s.audit(ctx, store.Event{RequestID: c.RequestID, Type: store.EventClickRefused, Actor: c.User, MachineID: machineID, Reason: reason})
+}
+
+// mayDecide enforces the two-person rule and the approvers list, read from
+// Slack for this decision (mayDecideAs), failing closed when membership
+// cannot be checked. It returns false after refusing.
 func (s *Service) mayDecide(ctx context.Context, c Click, r store.Request) bool {
 	verb := verbOf(c)
 	if c.User == r.Requester {
@@ -82,7 +111,7 @@ func (s *Service) mayDecide(ctx context.Context, c Click, r store.Request) bool 
 		s.refuseClick(ctx, c, r.MachineID, "own request", m)
 		return false
 	}
-	ok, err := s.isMember(ctx, c.User, s.cfg.Approvers)
+	ok, err := s.mayDecideAs(ctx, c.User, s.cfg.Approvers)
 	if err != nil && !ok {
 		s.refuseClick(ctx, c, r.MachineID, "membership check failed: "+err.Error(),
 			msg(txt("I could not check your user-group membership with Slack, so nothing was decided (fail closed); try again shortly.")))
@@ -122,13 +151,13 @@ func (s *Service) decide(ctx context.Context, c Click, r store.Request, ch store
 	log := s.logger(ctx)
 	if c.Approve {
 		s.reply(ctx, d, msg(txt("Approved by "), who(c.User), txtf(" at %s; sending to MDE.", hhmm(d.DecidedAt))))
-		s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID})
+		s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID, Reason: s.via()})
 		log.Info().Msg("approved")
 		s.startExecution(d)
 		return nil
 	}
 	s.reply(ctx, d, msg(txt("Denied by "), who(c.User), txtf(" at %s; nothing was sent to MDE.", hhmm(d.DecidedAt))))
-	s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventDenied, Actor: c.User, MachineID: d.MachineID})
+	s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventDenied, Actor: c.User, MachineID: d.MachineID, Reason: s.via()})
 	log.Info().Msg("denied")
 	return nil
 }

@@ -32,6 +32,7 @@ var (
 	_ Defender  = (*mock.Defender)(nil)
 	_ Approvals = (*mock.Approvals)(nil)
 	_ Directory = (*mock.Directory)(nil)
+	_ Throttle  = (*mock.Throttle)(nil)
 	_ Messenger = (*mock.Messenger[Message, Card])(nil)
 )
 
@@ -52,7 +53,9 @@ type env struct {
 	rec   *recorder
 	msgr  *mock.Messenger[Message, Card] // records into rec
 	dir   *mock.Directory
-	gate  Gate // nil: no slot is reserved before a POST
+	thr   Throttle // nil: refusals are not throttled
+	via   string   // Deps.Transport; "" is the default
+	gate  Gate     // nil: no slot is reserved before a POST
 	cfg   Config
 	svc   *Service
 
@@ -125,7 +128,7 @@ func (e *env) setOnPost(h postHook) {
 // newService is one more replica on the env's store, fakes and clock.
 func (e *env) newService() *Service {
 	s := New(e.cfg, Deps{
-		Defender: e.def, Approvals: e.store, Gate: e.gate, Messenger: e.msgr, Directory: e.dir,
+		Defender: e.def, Approvals: e.store, Gate: e.gate, Messenger: e.msgr, Directory: e.dir, Throttle: e.thr, Transport: e.via,
 		Logger: zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.WarnLevel), Now: e.clk.Now, Version: "test",
 	})
 	e.t.Cleanup(func() { s.Stop(); s.Wait() })
@@ -139,9 +142,14 @@ func (e *env) command(user, cmd, text string) {
 	}
 }
 
+// click presses a button on id's card (its recorded channel and ts).
 func (e *env) click(svc *Service, id, user string, approve bool) {
 	e.t.Helper()
-	if err := svc.Click(context.Background(), Click{RequestID: id, User: user, Channel: channel, MessageTS: "x", Approve: approve}); err != nil {
+	ch, ts := channel, ""
+	if r, err := e.store.Get(context.Background(), id); err == nil {
+		ch, ts = r.Channel, r.MessageTS
+	}
+	if err := svc.Click(context.Background(), Click{RequestID: id, User: user, Channel: ch, MessageTS: ts, Approve: approve}); err != nil {
 		e.t.Logf("Click returned (for logs): %v", err)
 	}
 }
@@ -191,8 +199,7 @@ func (e *env) finish(id string) store.Request {
 	return e.get(id)
 }
 
-// events is the audit trail of id (a request id, or the delivery id of a
-// refused command).
+// events is the audit trail of request id.
 func (e *env) events(id string) []store.Event {
 	e.t.Helper()
 	evs, err := e.store.History(context.Background(), id)
@@ -209,6 +216,22 @@ func (e *env) history(id string) []string {
 		out = append(out, ev.Type)
 	}
 	return out
+}
+
+// lastRefusal is the newest "refused" event of the global audit stream,
+// where refusals go (they have no request).
+func (e *env) lastRefusal() (store.Event, bool) {
+	e.t.Helper()
+	evs, err := e.mem.AuditTail(context.Background(), 1000)
+	if err != nil {
+		e.t.Fatalf("audit tail: %v", err)
+	}
+	for j := len(evs) - 1; j >= 0; j-- {
+		if evs[j].Type == store.EventRefused {
+			return evs[j], true
+		}
+	}
+	return store.Event{}, false
 }
 
 // event is the last audit event of type typ for id; ok false if none.

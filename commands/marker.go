@@ -35,8 +35,12 @@ var markerLike = regexp.MustCompile(`(?i)\[(\s*isolate-bot)`)
 // asked and approved (MDE records only the app as requestor), then the
 // analyst's comment, with marker-like text in it neutralised so it can
 // never be taken for another request's marker.
-func MDEComment(r store.Request) string {
-	head := fmt.Sprintf("%s requested by %s via Slack, approved by %s: ", Marker(r.ID), r.Requester, r.DecidedBy)
+func MDEComment(r store.Request) string { return MDECommentVia(r, "Slack") }
+
+// MDECommentVia is MDEComment for a request decided through via ("Slack",
+// "console").
+func MDECommentVia(r store.Request, via string) string {
+	head := fmt.Sprintf("%s requested by %s via %s, approved by %s: ", Marker(r.ID), r.Requester, via, r.DecidedBy)
 	c := markerLike.ReplaceAllString(r.Comment, "($1")
 	if room := MaxMDECommentRunes - utf8.RuneCountInString(head); utf8.RuneCountInString(c) > room {
 		c = string([]rune(c)[:max(room-1, 0)]) + "…"

@@ -43,7 +43,7 @@ func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineA
 	}
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	comment := MDEComment(*r)
+	comment := MDECommentVia(*r, s.d.Transport)
 	if r.Command == store.Unisolate {
 		return s.d.Defender.Unisolate(callCtx, slot, r.MachineID, comment)
 	}

@@ -106,8 +106,12 @@ func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 	msgr.slow.Store(true)
 	var clicks sync.WaitGroup
 	for _, id := range ids {
+		r, err := approvals.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		clicks.Go(func() {
-			if err := svc.Click(context.Background(), Click{RequestID: id, User: boss, Channel: channel, MessageTS: "x", Approve: true}); err != nil {
+			if err := svc.Click(context.Background(), Click{RequestID: id, User: boss, Channel: r.Channel, MessageTS: r.MessageTS, Approve: true}); err != nil {
 				t.Errorf("click %s: %v", id, err)
 			}
 		})

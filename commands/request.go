@@ -24,6 +24,12 @@ func (s *Service) Command(ctx context.Context, inv Invocation) error {
 	defer cancel()
 	log := s.log.With().Str("command", inv.Command).Str("user", inv.User).Str("channel", inv.Channel).Str("delivery_id", inv.DeliveryID).Logger()
 	ctx = log.WithContext(ctx)
+	if s.silenced(ctx, inv.User) {
+		// Told "slow down" already: no work (no Slack or MDE look-ups) and
+		// no reply until the window ends.
+		log.Debug().Msg("command ignored: too many refusals")
+		return nil
+	}
 
 	p, err := Parse(inv.Command, inv.Text)
 	if err != nil {
@@ -46,16 +52,24 @@ func (s *Service) Command(ctx context.Context, inv Invocation) error {
 	return s.request(ctx, inv, p)
 }
 
-// refuse tells the caller why nothing happened and audits it. Before a
-// request exists the audit entry is keyed by the delivery or trigger id.
+// refuse tells the caller why nothing happened and audits it, unless the
+// caller's refusals are throttled (throttle.go). A refusal has no request,
+// so it goes only to the capped global audit stream: a flood of refused
+// commands never creates keys kept for AUDIT_RETENTION.
 func (s *Service) refuse(ctx context.Context, inv Invocation, machineID, reason string, m Message) {
-	key := inv.DeliveryID
-	if key == "" {
-		key = inv.TriggerID
+	log := s.logger(ctx)
+	switch s.countRefusal(ctx, inv.User) {
+	case refusalSilent:
+		log.Debug().Str("reason", reason).Msg("command refused silently: too many refusals")
+		return
+	case refusalSlowDown:
+		log.Warn().Str("machine", machineID).Str("reason", reason).Msg("command refused; ignoring this user's commands for a while")
+		reason, m = throttledPrefix+reason, slowDownMessage
+	default:
+		log.Info().Str("machine", machineID).Str("reason", reason).Msg("command refused")
 	}
-	s.logger(ctx).Info().Str("machine", machineID).Str("reason", reason).Msg("command refused")
 	s.ephemeral(ctx, inv.Channel, inv.User, m)
-	s.audit(ctx, store.Event{RequestID: key, Type: store.EventRefused, Actor: inv.User, MachineID: machineID, Reason: reason})
+	s.audit(ctx, store.Event{Type: store.EventRefused, Actor: inv.User, MachineID: machineID, Reason: reason})
 }
 
 var storeDownMessage = msg(txt("The state store is unavailable, nothing was requested; try again shortly."))

@@ -53,8 +53,9 @@ func refusalCases() []refusalCase {
 }
 
 // TestCommandRefusals: every refusal is an ephemeral to the caller, no
-// card, no MDE POST, and an audit "refused" entry (keyed by the delivery id)
-// whose reason names the check that refused.
+// card, no MDE POST, and an audit "refused" entry in the global stream only
+// (no stream of its own: a flood must not create keys kept for
+// AUDIT_RETENTION) whose reason names the check that refused.
 func TestCommandRefusals(t *testing.T) {
 	for _, tt := range refusalCases() {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,9 +69,12 @@ func TestCommandRefusals(t *testing.T) {
 			}
 			cardsBefore := e.rec.cardCount()
 			e.command(tt.user, tt.cmd, tt.text)
-			ev, ok := e.event("env-1", store.EventRefused)
-			if !ok || !strings.HasPrefix(ev.Reason, tt.reason) || ev.Actor != tt.user {
-				t.Fatalf("refused event %+v (found %v); want reason %q by %s", ev, ok, tt.reason, tt.user)
+			ev, ok := e.lastRefusal()
+			if !ok || !strings.HasPrefix(ev.Reason, tt.reason) || ev.Actor != tt.user || ev.RequestID != "" {
+				t.Fatalf("refused event %+v (found %v); want reason %q by %s, no request", ev, ok, tt.reason, tt.user)
+			}
+			if h := e.events("env-1"); len(h) != 0 {
+				t.Fatalf("the delivery has an audit stream of its own: %+v", h)
 			}
 			if m := e.rec.lastEphemeral(t, tt.user); len(m.Spans) == 0 || len(m.Machines) != tt.cands {
 				t.Fatalf("ephemeral %q lists %d candidates, want %d", text(m), len(m.Machines), tt.cands)
@@ -175,7 +179,7 @@ func TestStoreUnavailableNothingRequested(t *testing.T) {
 		}
 	})
 	e.command(analyst, "/isolate", "web-01.contoso.local full x")
-	if ev, ok := e.event("env-1", store.EventRefused); !ok || !strings.HasPrefix(ev.Reason, "state store: ") {
+	if ev, ok := e.lastRefusal(); !ok || !strings.HasPrefix(ev.Reason, "state store: ") {
 		t.Fatalf("refused event %+v (found %v)", ev, ok)
 	}
 	if m := text(e.rec.lastEphemeral(t, analyst)); m != text(storeDownMessage) {
@@ -194,7 +198,7 @@ func TestCreateRaceAnsweredByStore(t *testing.T) {
 	})
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
 	e.command(analyst2, "/isolate", "web-01.contoso.local full again")
-	if ev, ok := e.event("env-1", store.EventRefused); !ok || ev.Reason != "open request r-1" || ev.Actor != analyst2 {
+	if ev, ok := e.lastRefusal(); !ok || ev.Reason != "open request r-1" || ev.Actor != analyst2 {
 		t.Fatalf("refused event %+v (found %v)", ev, ok)
 	}
 	if e.rec.cardCount() != 1 {
@@ -217,7 +221,7 @@ func TestLookupFailures(t *testing.T) {
 			e := newEnv(t)
 			e.def.FindMachinesByNameFn = func(context.Context, string) ([]defender.Machine, error) { return nil, tt.err }
 			e.command(analyst, "/isolate", "web-01 full x")
-			if ev, ok := e.event("env-1", store.EventRefused); !ok || !strings.HasPrefix(ev.Reason, "machine lookup failed") {
+			if ev, ok := e.lastRefusal(); !ok || !strings.HasPrefix(ev.Reason, "machine lookup failed") {
 				t.Fatalf("refused event %+v (found %v)", ev, ok)
 			}
 			// What the analyst can act on (the permission, the status) is

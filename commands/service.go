@@ -18,6 +18,10 @@ type Deps struct {
 	Gate      Gate // reserves the slot of each Isolate/Unisolate; nil: the Defender admits writes itself (no queue notice)
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
+	Throttle  Throttle  // counts refusals per user (throttle.go); nil: no throttle
+	// Transport names where people decide ("Slack", "console"): it marks
+	// decisions in the audit trail and the MDE comment. Default "Slack".
+	Transport string
 	Logger    zerolog.Logger
 	Now       func() time.Time // nil: time.Now
 	Version   string
@@ -30,7 +34,7 @@ type Invocation struct {
 	User       string // Slack user id of the caller
 	Channel    string // channel id where it was typed
 	TriggerID  string
-	DeliveryID string // transport delivery id (e.g. Socket Mode envelope id), for the audit log; not a request id like r-7
+	DeliveryID string // transport delivery id (e.g. Socket Mode envelope id), for the logs; not a request id like r-7
 }
 
 // Click is one press of Approve or Deny on a request card.
@@ -72,6 +76,9 @@ func New(cfg Config, deps Deps) *Service {
 	cfg.check()
 	if deps.Now == nil {
 		deps.Now = time.Now
+	}
+	if deps.Transport == "" {
+		deps.Transport = "Slack"
 	}
 	bg, abort := context.WithCancel(context.Background())
 	stopped, stop := context.WithCancel(context.Background())
@@ -174,6 +181,9 @@ func (s *Service) audit(ctx context.Context, e store.Event) {
 		s.logger(ctx).Error().Err(err).Str("event", e.Type).Str("request_id", e.RequestID).Msg("could not append audit event")
 	}
 }
+
+// via marks a decision with the transport it was made through.
+func (s *Service) via() string { return "via " + s.d.Transport }
 
 // afterWorkTimeout bounds telling the user (and the audit log) why nothing
 // happened once the work's own deadline has run out.

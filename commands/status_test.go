@@ -17,7 +17,7 @@ func TestHelpAndStatus(t *testing.T) {
 		t.Fatalf("help %q", m)
 	}
 	e.command(stranger, "/isolate", "status web-01.contoso.local")
-	if ev, ok := e.event("env-1", store.EventRefused); !ok || ev.Reason != "user not allowed" || ev.Actor != stranger {
+	if ev, ok := e.lastRefusal(); !ok || ev.Reason != "user not allowed" || ev.Actor != stranger {
 		t.Fatalf("status for a stranger: refused event %+v (found %v)", ev, ok)
 	}
 	e.command(boss, "/isolate", "status web-01.contoso.local")
@@ -37,7 +37,7 @@ func TestCancelCommand(t *testing.T) {
 	e := newEnv(t)
 	r := e.request()
 	e.command(analyst2, "/isolate", "cancel "+r.ID)
-	if ev, ok := e.event("env-1", store.EventRefused); !ok || ev.Reason != "not requester or approver" {
+	if ev, ok := e.lastRefusal(); !ok || ev.Reason != "not requester or approver" {
 		t.Fatalf("refused event %+v (found %v)", ev, ok)
 	}
 	if e.get(r.ID).State != store.Pending {
@@ -55,7 +55,7 @@ func TestCancelCommand(t *testing.T) {
 		t.Fatalf("card updates %+v", u)
 	}
 	e.command(analyst, "/isolate", "cancel r-1")
-	if ev, ok := e.event("env-1", store.EventRefused); !ok || ev.Reason != "not pending" {
+	if ev, ok := e.lastRefusal(); !ok || ev.Reason != "not pending" {
 		t.Fatalf("second cancel: refused event %+v (found %v)", ev, ok)
 	}
 }

@@ -80,7 +80,8 @@ func (k approvalKeys) due() string               { return k.tag + ":due" }
 func (k approvalKeys) seq() string               { return k.tag + ":seq" }
 func (k approvalKeys) audit() string             { return k.tag + ":audit" }
 func (k approvalKeys) auditOf(id string) string  { return k.tag + ":audit:" + id }
-func (k approvalKeys) seen(key string) string    { return k.tag + ":seen:" + key }
+func (k approvalKeys) seen() string              { return k.tag + ":seen" }
+func (k approvalKeys) hits(key string) string    { return k.tag + ":hits:" + key }
 func newApprovalKeys(prefix string) approvalKeys { return approvalKeys{tag: "{" + prefix + "}"} }
 
 var (
@@ -371,22 +372,6 @@ func (a *Approvals) Pending(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// FirstDelivery reports whether key is seen for the first time within ttl
-// (SET NX PX): true exactly once per key per ttl across replicas.
-func (a *Approvals) FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	if key == "" || ttl <= 0 {
-		return false, fmt.Errorf("first delivery: need a key and a positive ttl (got %q, %v)", key, ttl)
-	}
-	ok, err := a.rdb.SetArgs(ctx, a.keys.seen(key), "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil // NX refused: seen before
-	}
-	if err != nil {
-		return false, unavailable("record delivery", err)
-	}
-	return ok == "OK", nil
 }
 
 // decodeReply decodes a flat HGETALL array returned by a script.

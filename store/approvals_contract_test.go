@@ -21,6 +21,9 @@ type approvalsAPI interface {
 	FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	Append(ctx context.Context, e Event) error
 	History(ctx context.Context, requestID string) ([]Event, error)
+	Hit(ctx context.Context, key string, window time.Duration) (int64, error)
+	Hits(ctx context.Context, key string) (int64, error)
+	AuditTail(ctx context.Context, n int64) ([]Event, error)
 	Ping(ctx context.Context) error
 	Pending(ctx context.Context) (int, error)
 }
@@ -112,6 +115,8 @@ var approvalsContract = []struct {
 	{"PendingPastExpiresAt", apPendingPastExpiresAt},
 	{"DueOrderAndPendingCount", apDueOrderAndPendingCount},
 	{"FirstDelivery", apFirstDelivery},
+	{"Hits", apHits},
+	{"AuditTail", apAuditTail},
 	{"AuditHistory", apAuditHistory},
 	{"AuditTrimming", apAuditTrimming},
 	{"AuditRetention", apAuditRetention},

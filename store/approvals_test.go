@@ -166,11 +166,15 @@ func TestApprovalsRedisKeysAndTTLs(t *testing.T) {
 	if _, err := a.FirstDelivery(ctx, "Ev1", 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.Hit(ctx, "refused:U1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	wantTTL := map[string]time.Duration{
 		p + ":req:r-1":                 retention,
 		p + ":machine:" + apMachine(1): retention,
 		p + ":audit:r-1":               retention,
-		p + ":seen:Ev1":                5 * time.Minute,
+		p + ":seen":                    5 * time.Minute, // every delivery key, one sorted set
+		p + ":hits:refused:U1":         time.Minute,
 		p + ":due":                     -1, // holds only open requests
 		p + ":seq":                     -1,
 		p + ":audit":                   -1, // trimmed by MAXLEN/MINID

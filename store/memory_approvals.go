@@ -24,6 +24,7 @@ type MemoryApprovals struct {
 	reqs     map[string]memRecord
 	machines map[string]memPointer
 	seen     map[string]time.Time // key → expiry
+	hits     map[string]memHits   // Hit counters (memory_dedup.go)
 	audit    []Event              // global stream, oldest first
 	perReq   map[string]*memAudit
 	lastMS   int64 // last audit entry id, to make ids increase like XADD's
@@ -77,6 +78,11 @@ func (m *MemoryApprovals) prune(now time.Time) {
 	for id, a := range m.perReq {
 		if !now.Before(a.exp) {
 			delete(m.perReq, id)
+		}
+	}
+	for k, h := range m.hits {
+		if !now.Before(h.exp) {
+			delete(m.hits, k)
 		}
 	}
 }
@@ -255,25 +261,6 @@ func (m *MemoryApprovals) Pending(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// FirstDelivery: see Approvals.FirstDelivery.
-func (m *MemoryApprovals) FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if key == "" || ttl <= 0 {
-		return false, fmt.Errorf("first delivery: need a key and a positive ttl (got %q, %v)", key, ttl)
-	}
-	now := m.cfg.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.prune(now)
-	if _, ok := m.seen[key]; ok {
-		return false, nil
-	}
-	m.seen[key] = now.Add(ttl)
-	return true, nil
 }
 
 // Append: see Approvals.Append. Entry ids are "<ms>-<n>" from the injected

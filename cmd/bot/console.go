@@ -18,7 +18,9 @@ import (
 
 // runConsole is the terminal try-out: internal/app with the console as its
 // transport, the simulator and in-memory state (unless DEFENDER_* /
-// REDIS_URL say otherwise), driven from stdin.
+// REDIS_URL say otherwise), driven from stdin. It runs no scheduler, so it
+// never takes over requests of bots sharing its Redis; app.New refuses the
+// simulator on their keys (REDIS_URL without a REDIS_PREFIX of its own).
 func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadConsole(getenv)
 	if err != nil {
@@ -50,6 +52,9 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		Version:  version,
 		Console:  &app.Console{Messenger: con, Directory: con},
 		SimSpeed: speed,
+		// The console never runs the scheduler: its own approved requests
+		// start at approval, and it must not take over a bot's requests.
+		NoScheduler: true,
 	})
 	if err != nil {
 		return err
@@ -77,7 +82,7 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 // banner says what the console is connected to.
 func banner(cfg config.Config, a *app.App) console.Banner {
 	b := console.Banner{MDE: "real API at " + cfg.DefenderAPIURL + " (DEFENDER_SIMULATE=true for the simulator)",
-		State: "in memory (set REDIS_URL to share state with running bots)"}
+		State: "in memory (set REDIS_URL to keep it in Redis; with the simulator, also a REDIS_PREFIX of the console's own)"}
 	if sim := a.Simulator(); sim != nil {
 		b.MDE = "simulator (set DEFENDER_SIMULATE=false and AZURE_* for the real API)"
 		for _, m := range sim.Machines() {
@@ -87,7 +92,7 @@ func banner(cfg config.Config, a *app.App) console.Banner {
 		}
 	}
 	if cfg.UseRedis() {
-		b.State = "Redis " + config.RedactRedisURL(cfg.RedisURL.Reveal()) + " (empty REDIS_URL for in-memory)"
+		b.State = "Redis " + config.RedactRedisURL(cfg.RedisURL.Reveal()) + ", prefix " + cfg.RedisPrefix + " (empty REDIS_URL for in-memory)"
 	}
 	return b
 }

@@ -54,7 +54,10 @@ type Options struct {
 	// clash with a bot on the same host).
 	Console *Console
 	// NoScheduler runs no scheduler loop: pending requests do not expire and
-	// stranded ones are not taken over by this process.
+	// stranded ones are not taken over by this process. Always on with
+	// Console: a try-out must never take over (and run against its
+	// simulator) requests of bots sharing its Redis; its own approved
+	// requests start at approval.
 	NoScheduler bool
 	// SimSpeed > 1 runs the simulator's actions that many times faster (the
 	// console's CONSOLE_SPEED). The timings without a variable (status
@@ -76,6 +79,9 @@ func (o Options) withClock() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Console != nil {
+		o.NoScheduler = true
+	}
 	return o
 }
 
@@ -83,6 +89,7 @@ func (o Options) withClock() Options {
 // store.MemoryApprovals beyond commands.Approvals.
 type stateStore interface {
 	commands.Approvals
+	commands.Throttle
 	Ping(ctx context.Context) error
 	Pending(ctx context.Context) (int, error)
 }
@@ -122,6 +129,9 @@ type App struct {
 // On error everything acquired so far is released.
 func New(cfg config.Config, o Options) (*App, error) {
 	o = o.withClock()
+	if err := checkConsoleState(cfg, o); err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, o: o, log: o.Log}
 	ok := false
 	defer func() {
@@ -164,8 +174,9 @@ func (a *App) build(metrics *ops.Metrics) {
 	var msg commands.Messenger
 	var dir commands.Directory
 	var api *slack.Client
+	transport := "Slack"
 	if o.Console != nil {
-		msg, dir = o.Console.Messenger, o.Console.Directory
+		msg, dir, transport = o.Console.Messenger, o.Console.Directory, "console"
 	} else {
 		api = newSlackAPI(cfg, o)
 		s := bot.NewSlack(api, a.log)
@@ -189,6 +200,8 @@ func (a *App) build(metrics *ops.Metrics) {
 		Gate:      a.mde.gate,
 		Messenger: msg,
 		Directory: dir,
+		Throttle:  a.store,
+		Transport: transport,
 		Logger:    a.log,
 		Now:       o.Now,
 		Version:   o.Version,

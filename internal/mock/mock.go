@@ -168,3 +168,16 @@ func (m *Messenger[M, C]) UpdateCard(ctx context.Context, channel, ts string, c 
 func (m *Messenger[M, C]) Reply(ctx context.Context, channel, threadTS string, msg M) error {
 	return m.ReplyFn(ctx, channel, threadTS, msg)
 }
+
+// Throttle fakes commands.Throttle (the refusal throttle's counters); the
+// real ones are the store's (store.MemoryApprovals in tests).
+type Throttle struct {
+	HitFn  func(ctx context.Context, key string, window time.Duration) (int64, error)
+	HitsFn func(ctx context.Context, key string) (int64, error)
+}
+
+func (t *Throttle) Hit(ctx context.Context, key string, window time.Duration) (int64, error) {
+	return t.HitFn(ctx, key, window)
+}
+
+func (t *Throttle) Hits(ctx context.Context, key string) (int64, error) { return t.HitsFn(ctx, key) }
