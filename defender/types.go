@@ -37,6 +37,7 @@
 package defender
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -94,9 +95,13 @@ type MachineAction struct {
 	LastUpdateDateTimeUTC   time.Time        `json:"lastUpdateDateTimeUtc"`
 	LastUpdateTimeUTC       *time.Time       `json:"lastUpdateTimeUtc,omitempty"` // spelling used by the list example
 	RelatedFileInfo         *RelatedFileInfo `json:"relatedFileInfo,omitempty"`
-	Error                   string           `json:"error,omitempty"`        // undocumented, seen in real responses
-	ErrorHResult            int64            `json:"errorHResult,omitempty"` // undocumented
-	TroubleshootInfo        string           `json:"troubleshootInfo,omitempty"`
+	// Error, ErrorHResult and TroubleshootInfo are undocumented fields seen
+	// in real responses. Their JSON type is not promised (a string, a
+	// number, an object), so they are kept raw and never fail a decode;
+	// ErrorDetails renders them for a person.
+	Error            json.RawMessage `json:"error,omitempty"`
+	ErrorHResult     json.RawMessage `json:"errorHResult,omitempty"`
+	TroubleshootInfo json.RawMessage `json:"troubleshootInfo,omitempty"`
 }
 
 // Final reports whether the action reached a status MDE will not change.
