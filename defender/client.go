@@ -81,6 +81,10 @@ type Config struct {
 	MaxBackoff        time.Duration // cap on one retry delay; default 5s
 	MaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out; default 30s
 	AttemptTimeout    time.Duration // per HTTP attempt, within ctx; default 30s
+	// NotFoundRetryDelay is the pause before a GET answered 404 is sent
+	// once more (MDE answers spurious 404s for existing devices); default
+	// DefaultNotFoundRetryDelay.
+	NotFoundRetryDelay time.Duration
 	// Jitter returns a number in [0,1); a retry waits between half and all
 	// of the exponential delay. Default math/rand/v2.Float64.
 	Jitter func() float64
@@ -101,6 +105,7 @@ type Client struct {
 	base, cap  time.Duration
 	maxRAWait  time.Duration
 	attemptTTL time.Duration
+	notFound   time.Duration // see Config.NotFoundRetryDelay
 	jitter     func() float64
 	sleep      func(ctx context.Context, d time.Duration) error // seam for tests
 }
@@ -200,6 +205,7 @@ func New(cfg Config) (*Client, error) {
 		cap:        cfg.MaxBackoff,
 		maxRAWait:  cfg.MaxRetryAfterWait,
 		attemptTTL: cfg.AttemptTimeout,
+		notFound:   cmp.Or(cfg.NotFoundRetryDelay, DefaultNotFoundRetryDelay),
 		jitter:     cfg.Jitter,
 		sleep:      sleepCtx,
 	}
@@ -383,15 +389,27 @@ type call struct {
 	body   []byte // POST only
 	budget string
 	slot   Slot // admission held by the caller; nil: ask the Gate
+	// final404: a 404 is this look-up's expected "no match", so it is not
+	// read again (see Config.NotFoundRetryDelay).
+	final404 bool
 }
 
 // do runs c (retrying GETs) and decodes a 2xx body into out.
 func (c *Client) do(ctx context.Context, cl call, out any) error {
 	isPost := cl.method == http.MethodPost
+	retried404 := false
 	for attempt := 1; ; attempt++ {
 		err := c.attempt(ctx, cl, out, attempt)
 		if err == nil {
 			return nil
+		}
+		if !isPost && !cl.final404 && !retried404 && errors.Is(err, ErrNotFound) {
+			retried404 = true // once, on top of the GET retries
+			if again, perr := c.pauseAfterNotFound(ctx, cl.op, err); !again {
+				return perr
+			}
+			attempt--
+			continue
 		}
 		if isPost || attempt >= c.maxGet || ctx.Err() != nil {
 			return err
@@ -423,6 +441,9 @@ func (c *Client) retryDelay(ctx context.Context, attempt int, err error) (time.D
 	var e *APIError
 	if !errors.As(err, &e) {
 		return 0, false
+	}
+	if e.Status >= 200 && e.Status <= 299 {
+		return 0, false // MDE answered; an oversized or unreadable answer would come again
 	}
 	var wait time.Duration
 	switch {
@@ -693,28 +714,15 @@ func (c *Client) Machine(ctx context.Context, machineID string) (Machine, error)
 	return m, err
 }
 
-// MachineActions lists a machine's actions, newest first.
+// MachineActions lists a machine's Isolate and Unisolate actions, newest
+// first: `machineId eq '…' and (type eq 'Isolate' or type eq 'Unisolate')`
+// with $top MaxActionsPerMachine (more is ErrTruncated).
 func (c *Client) MachineActions(ctx context.Context, machineID string) ([]MachineAction, error) {
 	op := "list actions of machine " + short(machineID)
 	if !ValidMachineID(machineID) {
 		return nil, badRequest(op, "the machine id must be 40 hexadecimal digits")
 	}
-	var page struct {
-		Value []MachineAction `json:"value"`
-	}
-	err := c.do(ctx, call{
-		op: op, method: http.MethodGet, budget: BudgetMachineActions,
-		path: "/api/machineactions", query: filterQuery(machineActionsFilter(strings.ToLower(machineID))),
-	}, &page)
-	if err != nil {
-		return nil, err
-	}
-	acts := page.Value
-	if acts == nil {
-		acts = []MachineAction{}
-	}
-	SortNewestFirst(acts)
-	return acts, nil
+	return c.isolationActions(ctx, op, []string{machineID}, MaxActionsPerMachine)
 }
 
 // SortNewestFirst orders actions by CreationDateTimeUTC, newest first; ties
@@ -746,7 +754,7 @@ func (c *Client) listMachines(ctx context.Context, op, filter string) ([]Machine
 	}
 	err := c.do(ctx, call{
 		op: op, method: http.MethodGet, budget: BudgetMachines,
-		path: "/api/machines", query: filterQuery(filter),
+		path: "/api/machines", query: filterQuery(filter), final404: true, // a typo costs no more calls
 	}, &page)
 	if errors.Is(err, ErrNotFound) {
 		return []Machine{}, nil // MDE answers 404 when no recent machine matches
