@@ -2,23 +2,35 @@ package defender
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-var (
-	machineIDRe = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
-	guidRe      = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-)
-
 // ValidMachineID reports whether id looks like an MDE machine id (40 hex
 // digits, a SHA-1).
-func ValidMachineID(id string) bool { return machineIDRe.MatchString(id) }
+func ValidMachineID(id string) bool {
+	return len(id) == 40 && allHex(id)
+}
 
-// ValidActionID reports whether id looks like an MDE MachineAction id (a GUID).
-func ValidActionID(id string) bool { return guidRe.MatchString(id) }
+// ValidActionID reports whether id looks like an MDE MachineAction id (a
+// GUID: 8-4-4-4-12 hex digits). Checked by hand: batches validate
+// hundreds, and a regexp was most of a batch's planning time.
+func ValidActionID(id string) bool {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return false
+	}
+	return allHex(id[:8]) && allHex(id[9:13]) && allHex(id[14:18]) && allHex(id[19:23]) && allHex(id[24:])
+}
+
+func allHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
 
 // maxNameLen is the longest DNS name (RFC 1035); anything longer cannot
 // match a computerDnsName.
@@ -86,15 +98,15 @@ func queryEscapedLen(s string) int {
 
 func writeQueryEscaped(b *strings.Builder, s string) {
 	const hex = "0123456789ABCDEF"
+	kept := 0 // s[kept:i] is still to be written as is
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; queryKeep[c] {
-			b.WriteByte(c)
-		} else {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
+		if c := s[i]; !queryKeep[c] {
+			b.WriteString(s[kept:i])
+			b.Write([]byte{'%', hex[c>>4], hex[c&15]})
+			kept = i + 1
 		}
 	}
+	b.WriteString(s[kept:])
 }
 
 // nameEqFilter matches a computerDnsName exactly.
