@@ -45,9 +45,13 @@ func (s *Simulator) MachineActionsByID(ctx context.Context, ids []string) ([]Mac
 	if err := s.admitEach(ctx, len(chunks), op, BudgetMachineActions); err != nil {
 		return nil, err
 	}
+	want := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
 	out := []MachineAction{}
 	for _, a := range s.Actions() {
-		if slices.Contains(keys, strings.ToLower(a.ID)) {
+		if want[strings.ToLower(a.ID)] {
 			out = append(out, a)
 		}
 	}
