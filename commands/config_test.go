@@ -71,5 +71,6 @@ func mdeConfig(c defender.Config) defender.Config {
 	c.UserAgent = "isolate-bot/test"
 	c.MaxGetAttempts, c.BaseBackoff, c.MaxBackoff = f.MDEMaxGetAttempts, f.MDEBaseBackoff, f.MDEMaxBackoff
 	c.MaxRetryAfterWait, c.AttemptTimeout = f.MDEMaxRetryAfterWait, config.DefaultMDECallTimeout
+	c.NotFoundRetryDelay = f.MDENotFoundRetryDelay
 	return c
 }

@@ -22,6 +22,7 @@ func TestForbiddenNamesPermission(t *testing.T) {
 		HTTPClient: f.HTTPClient(), MaxGetAttempts: 1, UserAgent: "isolate-bot/test",
 		BaseBackoff: config.DefaultMDEBaseBackoff, MaxBackoff: config.DefaultMDEMaxBackoff,
 		MaxRetryAfterWait: config.DefaultMDEMaxRetryAfterWait, AttemptTimeout: config.DefaultMDECallTimeout,
+		NotFoundRetryDelay: config.DefaultMDENotFoundRetryDelay,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ func TestTokenExpiresWhileQueued(t *testing.T) {
 					ClientID: fakemde.ClientID, ClientSecret: fakemde.ClientSecret,
 					HTTPClient: f.HTTPClient(), Gate: gate, MaxGetAttempts: 1,
 					UserAgent: "isolate-bot/test", BaseBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
-					MaxRetryAfterWait: 30 * time.Second, AttemptTimeout: 30 * time.Second,
+					MaxRetryAfterWait: 30 * time.Second, AttemptTimeout: 30 * time.Second, NotFoundRetryDelay: 2 * time.Second,
 				})
 				if err != nil {
 					t.Fatal(err)

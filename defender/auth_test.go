@@ -233,7 +233,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		return Config{APIURL: "https://api.securitycenter.microsoft.com", AuthorityHost: "https://login.microsoftonline.com",
 			TenantID: "contoso.onmicrosoft.com", ClientID: testClientID, ClientSecret: testSecret,
 			UserAgent: "isolate-bot/test", MaxGetAttempts: 3, BaseBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second,
-			MaxRetryAfterWait: 30 * time.Second, AttemptTimeout: 30 * time.Second}
+			MaxRetryAfterWait: 30 * time.Second, AttemptTimeout: 30 * time.Second, NotFoundRetryDelay: 2 * time.Second}
 	}
 	pemBytes, _ := selfSigned(t)
 	tests := []struct {
@@ -252,7 +252,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"nothing", func(c *Config) { *c = Config{} }, []string{"MDE API URL", "authority host", "tenant id", "client id", "client secret or a client certificate"}},
 		{"no tuning", func(c *Config) {
 			c.UserAgent, c.MaxGetAttempts, c.BaseBackoff, c.MaxBackoff, c.MaxRetryAfterWait, c.AttemptTimeout = "", 0, 0, 0, 0, 0
-		}, []string{"UserAgent not set", "MaxGetAttempts not set", "BaseBackoff not set", "MaxBackoff not set", "MaxRetryAfterWait not set", "AttemptTimeout not set", "internal/config"}},
+			c.NotFoundRetryDelay = 0
+		}, []string{"UserAgent not set", "MaxGetAttempts not set", "BaseBackoff not set", "MaxBackoff not set", "MaxRetryAfterWait not set", "AttemptTimeout not set", "NotFoundRetryDelay not set", "internal/config"}},
 		{"plain http", func(c *Config) { c.APIURL = "http://api.securitycenter.microsoft.com" }, []string{"https"}},
 		{"query in api url", func(c *Config) { c.APIURL = "https://api.securitycenter.microsoft.com?x=1" }, []string{"no query"}},
 		{"tenant with slash", func(c *Config) { c.TenantID = "a/b" }, []string{"tenant id"}},

@@ -72,6 +72,9 @@ type Config struct {
 	MaxBackoff        time.Duration // cap on one retry delay
 	MaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out
 	AttemptTimeout    time.Duration // per HTTP attempt, within ctx (MDE_CALL_TIMEOUT)
+	// NotFoundRetryDelay is the pause before a GET answered 404 is sent
+	// once more (MDE answers spurious 404s for existing devices).
+	NotFoundRetryDelay time.Duration
 	// Jitter returns a number in [0,1); a retry waits between half and all
 	// of the exponential delay. nil: math/rand/v2.Float64.
 	Jitter func() float64
@@ -92,6 +95,7 @@ type Client struct {
 	base, cap  time.Duration
 	maxRAWait  time.Duration
 	attemptTTL time.Duration
+	notFound   time.Duration // see Config.NotFoundRetryDelay
 	jitter     func() float64
 	sleep      func(ctx context.Context, d time.Duration) error // seam for tests
 }
@@ -189,6 +193,7 @@ func New(cfg Config) (*Client, error) {
 		cap:        cfg.MaxBackoff,
 		maxRAWait:  cfg.MaxRetryAfterWait,
 		attemptTTL: cfg.AttemptTimeout,
+		notFound:   cfg.NotFoundRetryDelay,
 		jitter:     cfg.Jitter,
 		sleep:      sleepCtx,
 	}
@@ -214,6 +219,7 @@ func (cfg Config) missing() []error {
 		{"BaseBackoff", cfg.BaseBackoff <= 0},
 		{"MaxBackoff", cfg.MaxBackoff <= 0},
 		{"MaxRetryAfterWait", cfg.MaxRetryAfterWait <= 0},
+		{"NotFoundRetryDelay", cfg.NotFoundRetryDelay <= 0},
 		{"AttemptTimeout", cfg.AttemptTimeout <= 0},
 	} {
 		if f.zero {
@@ -272,15 +278,27 @@ type call struct {
 	body   []byte // POST only
 	budget string
 	slot   Slot // admission held by the caller; nil: ask the Gate
+	// final404: a 404 is this look-up's expected "no match", so it is not
+	// read again (see Config.NotFoundRetryDelay).
+	final404 bool
 }
 
 // do runs c (retrying GETs) and decodes a 2xx body into out.
 func (c *Client) do(ctx context.Context, cl call, out any) error {
 	isPost := cl.method == http.MethodPost
+	retried404 := false
 	for attempt := 1; ; attempt++ {
 		err := c.attempt(ctx, cl, out, attempt)
 		if err == nil {
 			return nil
+		}
+		if !isPost && !cl.final404 && !retried404 && errors.Is(err, ErrNotFound) {
+			retried404 = true // once, on top of the GET retries
+			if again, perr := c.pauseAfterNotFound(ctx, cl.op, err); !again {
+				return perr
+			}
+			attempt--
+			continue
 		}
 		if isPost || attempt >= c.maxGet || ctx.Err() != nil {
 			return err
@@ -312,6 +330,9 @@ func (c *Client) retryDelay(ctx context.Context, attempt int, err error) (time.D
 	var e *APIError
 	if !errors.As(err, &e) {
 		return 0, false
+	}
+	if e.Status >= 200 && e.Status <= 299 {
+		return 0, false // MDE answered; an oversized or unreadable answer would come again
 	}
 	var wait time.Duration
 	switch {
@@ -623,28 +644,15 @@ func (c *Client) Machine(ctx context.Context, machineID string) (Machine, error)
 	return m, err
 }
 
-// MachineActions lists a machine's actions, newest first.
+// MachineActions lists a machine's Isolate and Unisolate actions, newest
+// first: `machineId eq '…' and (type eq 'Isolate' or type eq 'Unisolate')`
+// with $top MaxActionsPerMachine (more is ErrTruncated).
 func (c *Client) MachineActions(ctx context.Context, machineID string) ([]MachineAction, error) {
 	op := "list actions of machine " + short(machineID)
 	if !ValidMachineID(machineID) {
 		return nil, badRequest(op, "the machine id must be 40 hexadecimal digits")
 	}
-	var page struct {
-		Value []MachineAction `json:"value"`
-	}
-	err := c.do(ctx, call{
-		op: op, method: http.MethodGet, budget: BudgetMachineActions,
-		path: "/api/machineactions", query: filterQuery(machineActionsFilter(strings.ToLower(machineID))),
-	}, &page)
-	if err != nil {
-		return nil, err
-	}
-	acts := page.Value
-	if acts == nil {
-		acts = []MachineAction{}
-	}
-	SortNewestFirst(acts)
-	return acts, nil
+	return c.isolationActions(ctx, op, []string{machineID}, MaxActionsPerMachine)
 }
 
 // SortNewestFirst orders actions by CreationDateTimeUTC, newest first; ties
@@ -676,7 +684,7 @@ func (c *Client) listMachines(ctx context.Context, op, filter string) ([]Machine
 	}
 	err := c.do(ctx, call{
 		op: op, method: http.MethodGet, budget: BudgetMachines,
-		path: "/api/machines", query: filterQuery(filter),
+		path: "/api/machines", query: filterQuery(filter), final404: true, // a typo costs no more calls
 	}, &page)
 	if errors.Is(err, ErrNotFound) {
 		return []Machine{}, nil // MDE answers 404 when no recent machine matches

@@ -265,6 +265,8 @@ func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, n 
 		// As in production (internal/config): 30 s each.
 		MaxRetryAfterWait: 30 * time.Second,
 		AttemptTimeout:    30 * time.Second,
+		// As in production: 2 s (tests that sleep set their own).
+		NotFoundRetryDelay: 2 * time.Second,
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -12,8 +12,9 @@
 //     type), refused before any HTTP call; or MDE answered 400 (e.g.
 //     UnManagedDevice for an onboarded device).
 //   - ErrNotFound: Machine, MachineAction, CancelMachineAction for an
-//     unknown id. FindMachinesByName and MachineActions never return it:
-//     no match is an empty slice.
+//     unknown id, after one more read NotFoundRetryDelay later (MDE answers
+//     spurious 404s). The list reads (FindMachinesByName, MachineActions
+//     and the batched reads) never return it: no match is an empty slice.
 //   - ErrAlreadyInProgress: Isolate, Unisolate while the machine has a
 //     Pending or InProgress isolation action (MDE 400
 //     ActiveRequestAlreadyExists). Read MachineActions to link it.
@@ -28,6 +29,10 @@
 //     Azure AD unreachable) after the GET retries; or the caller's Slot or
 //     the Gate refused the call (then errors.Is also matches its error).
 //     For a POST it means MDE certainly did not act.
+//   - ErrTruncated: MachineActions, ActionsForMachines, MachineActionsByID,
+//     MachinesByTag: MDE has more answers than the read's bound ($top,
+//     MaxListPages), so a partial answer could mislead. Nothing is
+//     returned. Not retried, nor is a 2xx answer over MaxResponseBytes.
 //   - ErrOutcomeUnknown: POST only (Isolate, Unisolate,
 //     CancelMachineAction). The request may have reached MDE (5xx, timeout
 //     or dropped connection after sending). Never retry blindly: read
@@ -40,6 +45,7 @@
 package defender
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -97,9 +103,13 @@ type MachineAction struct {
 	LastUpdateDateTimeUTC   time.Time        `json:"lastUpdateDateTimeUtc"`
 	LastUpdateTimeUTC       *time.Time       `json:"lastUpdateTimeUtc,omitempty"` // spelling used by the list example
 	RelatedFileInfo         *RelatedFileInfo `json:"relatedFileInfo,omitempty"`
-	Error                   string           `json:"error,omitempty"`        // undocumented, seen in real responses
-	ErrorHResult            int64            `json:"errorHResult,omitempty"` // undocumented
-	TroubleshootInfo        string           `json:"troubleshootInfo,omitempty"`
+	// Error, ErrorHResult and TroubleshootInfo are undocumented fields seen
+	// in real responses. Their JSON type is not promised (a string, a
+	// number, an object), so they are kept raw and never fail a decode;
+	// ErrorDetails renders them for a person.
+	Error            json.RawMessage `json:"error,omitempty"`
+	ErrorHResult     json.RawMessage `json:"errorHResult,omitempty"`
+	TroubleshootInfo json.RawMessage `json:"troubleshootInfo,omitempty"`
 }
 
 // Final reports whether the action reached a status MDE will not change.
@@ -176,6 +186,10 @@ var (
 	// connection, 5xx after sending). MDE isolation is not idempotent, so
 	// the caller must read MachineActions before trying again.
 	ErrOutcomeUnknown = errors.New("outcome unknown: the request may have reached MDE")
+	// ErrTruncated: a bounded read ($top, MaxListPages) met more answers
+	// than it may read, so what it would return could miss some (a
+	// machine's newest action): nothing is returned.
+	ErrTruncated = errors.New("more answers than were read")
 )
 
 // APIError is a failed MDE call. It never holds a token or secret.

@@ -118,10 +118,11 @@ func newMDE(cfg config.Config, o Options, rdb redis.UniversalClient, m *ops.Metr
 		Logger:         o.Log,
 		Now:            o.Now,
 
-		MaxGetAttempts:    cfg.MDEMaxGetAttempts,
-		BaseBackoff:       cfg.MDEBaseBackoff,
-		MaxBackoff:        cfg.MDEMaxBackoff,
-		MaxRetryAfterWait: cfg.MDEMaxRetryAfterWait,
+		MaxGetAttempts:     cfg.MDEMaxGetAttempts,
+		BaseBackoff:        cfg.MDEBaseBackoff,
+		MaxBackoff:         cfg.MDEMaxBackoff,
+		MaxRetryAfterWait:  cfg.MDEMaxRetryAfterWait,
+		NotFoundRetryDelay: cfg.MDENotFoundRetryDelay,
 		// MDE_CALL_TIMEOUT bounds each HTTP attempt as well as the whole
 		// call (commands' CallTimeout): issue 9, item 21.
 		AttemptTimeout: cfg.MDECallTimeout,

@@ -751,7 +751,7 @@ func TestAuthorityAgreesWithClient(t *testing.T) {
 		_, newErr := defender.New(defender.Config{APIURL: DefaultDefenderAPIURL, AuthorityHost: host,
 			TenantID: "contoso.onmicrosoft.com", ClientID: "client", ClientSecret: "secret", UserAgent: "isolate-bot/test",
 			MaxGetAttempts: f.MDEMaxGetAttempts, BaseBackoff: f.MDEBaseBackoff, MaxBackoff: f.MDEMaxBackoff,
-			MaxRetryAfterWait: f.MDEMaxRetryAfterWait, AttemptTimeout: DefaultMDECallTimeout})
+			MaxRetryAfterWait: f.MDEMaxRetryAfterWait, AttemptTimeout: DefaultMDECallTimeout, NotFoundRetryDelay: f.MDENotFoundRetryDelay})
 		if (loadErr == nil) != (newErr == nil) {
 			t.Errorf("AZURE_AUTHORITY_HOST=%s: configuration says %v, the client says %v", host, loadErr, newErr)
 		}

@@ -48,10 +48,13 @@ const (
 	DefaultMDEBaseBackoff       = 200 * time.Millisecond
 	DefaultMDEMaxBackoff        = 5 * time.Second
 	DefaultMDEMaxRetryAfterWait = 30 * time.Second
-	DefaultReadyCheckTimeout    = 700 * time.Millisecond
-	DefaultBotCheckTimeout      = 10 * time.Second
-	DefaultRedisStartTimeout    = 5 * time.Second
-	DefaultSlackCallTimeout     = 30 * time.Second
+	// MDE answers spurious 404s for existing devices: a GET answered 404
+	// is read once more after this pause.
+	DefaultMDENotFoundRetryDelay = 2 * time.Second
+	DefaultReadyCheckTimeout     = 700 * time.Millisecond
+	DefaultBotCheckTimeout       = 10 * time.Second
+	DefaultRedisStartTimeout     = 5 * time.Second
+	DefaultSlackCallTimeout      = 30 * time.Second
 	// DefaultConsoleDrain bounds the console's wait, after end of input,
 	// for running work (status following), so a piped script sees the outcome.
 	DefaultConsoleDrain = time.Minute
@@ -94,10 +97,11 @@ type Fixed struct {
 
 	// The MDE client's retries of reads (writes are never retried blindly).
 	// Each HTTP attempt is bounded by MDE_CALL_TIMEOUT.
-	MDEMaxGetAttempts    int           // attempts of one GET, including the first
-	MDEBaseBackoff       time.Duration // first retry delay, before jitter
-	MDEMaxBackoff        time.Duration // cap on one retry delay
-	MDEMaxRetryAfterWait time.Duration // longest 429 Retry-After a GET waits out
+	MDEMaxGetAttempts     int           // attempts of one GET, including the first
+	MDEBaseBackoff        time.Duration // first retry delay, before jitter
+	MDEMaxBackoff         time.Duration // cap on one retry delay
+	MDEMaxRetryAfterWait  time.Duration // longest 429 Retry-After a GET waits out
+	MDENotFoundRetryDelay time.Duration // pause before a GET answered 404 is read once more
 
 	ReadyCheckTimeout time.Duration // each /readyz check (probes time out at 3 s)
 	BotCheckTimeout   time.Duration // each check of `bot check`
@@ -109,27 +113,28 @@ type Fixed struct {
 // DefaultFixed returns the fixed values of a bot.
 func DefaultFixed() Fixed {
 	return Fixed{
-		CommandTimeout:       DefaultCommandTimeout,
-		CommandQueue:         DefaultCommandQueue,
-		ClickWorkers:         DefaultClickWorkers,
-		ClickQueue:           DefaultClickQueue,
-		DedupTTL:             DefaultDedupTTL,
-		PollInterval:         DefaultPollInterval,
-		PollFor:              DefaultPollFor,
-		SchedulerEvery:       DefaultSchedulerEvery,
-		GroupCacheTTL:        DefaultGroupCacheTTL,
-		RateLimitMinute:      DefaultRateLimitMinute,
-		RateLimitHour:        DefaultRateLimitHour,
-		AuditMaxLen:          DefaultAuditMaxLen,
-		MDEMaxGetAttempts:    DefaultMDEMaxGetAttempts,
-		MDEBaseBackoff:       DefaultMDEBaseBackoff,
-		MDEMaxBackoff:        DefaultMDEMaxBackoff,
-		MDEMaxRetryAfterWait: DefaultMDEMaxRetryAfterWait,
-		ReadyCheckTimeout:    DefaultReadyCheckTimeout,
-		BotCheckTimeout:      DefaultBotCheckTimeout,
-		RedisStartTimeout:    DefaultRedisStartTimeout,
-		SlackCallTimeout:     DefaultSlackCallTimeout,
-		ConsoleDrain:         DefaultConsoleDrain,
+		CommandTimeout:        DefaultCommandTimeout,
+		CommandQueue:          DefaultCommandQueue,
+		ClickWorkers:          DefaultClickWorkers,
+		ClickQueue:            DefaultClickQueue,
+		DedupTTL:              DefaultDedupTTL,
+		PollInterval:          DefaultPollInterval,
+		PollFor:               DefaultPollFor,
+		SchedulerEvery:        DefaultSchedulerEvery,
+		GroupCacheTTL:         DefaultGroupCacheTTL,
+		RateLimitMinute:       DefaultRateLimitMinute,
+		RateLimitHour:         DefaultRateLimitHour,
+		AuditMaxLen:           DefaultAuditMaxLen,
+		MDEMaxGetAttempts:     DefaultMDEMaxGetAttempts,
+		MDEBaseBackoff:        DefaultMDEBaseBackoff,
+		MDEMaxBackoff:         DefaultMDEMaxBackoff,
+		MDEMaxRetryAfterWait:  DefaultMDEMaxRetryAfterWait,
+		MDENotFoundRetryDelay: DefaultMDENotFoundRetryDelay,
+		ReadyCheckTimeout:     DefaultReadyCheckTimeout,
+		BotCheckTimeout:       DefaultBotCheckTimeout,
+		RedisStartTimeout:     DefaultRedisStartTimeout,
+		SlackCallTimeout:      DefaultSlackCallTimeout,
+		ConsoleDrain:          DefaultConsoleDrain,
 	}
 }
 

@@ -74,13 +74,17 @@ type Server struct {
 	srv *httptest.Server
 	now func() time.Time
 
-	mu     sync.Mutex
-	tok    tokenState
-	reqs   []Request
-	counts map[string]int
-	faults map[string][]Fault
-	hangs  map[string]time.Duration // delay before answering, after the work is done
-	notify chan struct{}            // closed and replaced on every request
+	mu        sync.Mutex
+	tok       tokenState
+	reqs      []Request
+	counts    map[string]int
+	throttled map[string]int // 429s answered, by op
+	faults    map[string][]Fault
+	hangs     map[string]time.Duration // delay before answering, after the work is done
+	notify    chan struct{}            // closed and replaced on every request
+	limits    Limits
+	passed    map[string][]time.Time // by budget: calls the limits let through, oldest first
+	pageSize  int
 }
 
 // New starts the fake; it is closed on t.Cleanup. now is the clock of the
@@ -91,13 +95,15 @@ func New(t testing.TB, now func() time.Time) *Server {
 		now = time.Now
 	}
 	s := &Server{
-		Sim:    defender.NewSimulator(now),
-		now:    now,
-		tok:    tokenState{issued: map[string]time.Time{}},
-		counts: map[string]int{},
-		faults: map[string][]Fault{},
-		hangs:  map[string]time.Duration{},
-		notify: make(chan struct{}),
+		Sim:       defender.NewSimulator(now),
+		now:       now,
+		tok:       tokenState{issued: map[string]time.Time{}},
+		counts:    map[string]int{},
+		throttled: map[string]int{},
+		faults:    map[string][]Fault{},
+		hangs:     map[string]time.Duration{},
+		notify:    make(chan struct{}),
+		passed:    map[string][]time.Time{},
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
@@ -177,8 +183,6 @@ func (s *Server) WaitCount(op string, n int, timeout time.Duration) error {
 var (
 	machinePath = regexp.MustCompile(`^/api/machines/([^/]+)(/isolate|/unisolate)?$`)
 	actionPath  = regexp.MustCompile(`^/api/machineactions/([^/]+)(/cancel)?$`)
-	eqFilter    = regexp.MustCompile(`^(computerDnsName|machineId) eq '((?:[^']|'')*)'$`)
-	startFilter = regexp.MustCompile(`^startswith\(computerDnsName,'((?:[^']|'')*)'\)$`)
 )
 
 func classify(r *http.Request) (op, id, sub string) {
@@ -234,7 +238,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		Body: string(body), Auth: r.Header.Get("Authorization"), At: time.Now()})
 	s.counts[op]++
 	var fault *Fault
-	if q := s.faults[op]; len(q) > 0 {
+	if ok, wait := s.admitLocked(op, s.now()); !ok {
+		f := Fault{Status: http.StatusTooManyRequests, Code: "TooManyRequests",
+			Message: "API calls quota exceeded! maximum admitted 100 per Minute."}
+		if s.limits.RetryAfter {
+			f.RetryAfter = retryAfterSecs(wait)
+		}
+		fault = &f
+	} else if q := s.faults[op]; len(q) > 0 {
 		f := q[0]
 		fault = &f
 		s.faults[op] = q[1:]
@@ -248,6 +259,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.reqs[idx].Status = rec.status
+	if rec.status == http.StatusTooManyRequests {
+		s.throttled[op]++
+	}
 	s.changedLocked()
 	s.mu.Unlock()
 }
@@ -346,39 +360,8 @@ func (s *Server) handle(r *http.Request, op, id string, body []byte) (int, any, 
 	case OpAction:
 		a, err := s.Sim.MachineAction(ctx, id)
 		return http.StatusOK, a, err
-	case OpMachines:
-		f := r.URL.Query().Get("$filter")
-		var out []defender.Machine
-		if m := eqFilter.FindStringSubmatch(f); m != nil && m[1] == "computerDnsName" {
-			name := strings.ReplaceAll(m[2], "''", "'")
-			for _, d := range s.Sim.Machines() {
-				if strings.EqualFold(d.ComputerDNSName, name) {
-					out = append(out, d)
-				}
-			}
-		} else if m := startFilter.FindStringSubmatch(f); m != nil {
-			prefix := strings.ToLower(strings.ReplaceAll(m[1], "''", "'"))
-			for _, d := range s.Sim.Machines() {
-				if strings.HasPrefix(strings.ToLower(d.ComputerDNSName), prefix) {
-					out = append(out, d)
-				}
-			}
-		} else {
-			return 0, nil, &defender.APIError{Status: 400, Code: "ODataError",
-				Message: "Invalid filter clause", Kind: defender.ErrBadRequest}
-		}
-		return http.StatusOK, map[string]any{"value": nonNil(out)}, nil
-	case OpActions:
-		m := eqFilter.FindStringSubmatch(r.URL.Query().Get("$filter"))
-		if m == nil || m[1] != "machineId" {
-			return 0, nil, &defender.APIError{Status: 400, Code: "ODataError",
-				Message: "Invalid filter clause", Kind: defender.ErrBadRequest}
-		}
-		acts, err := s.Sim.MachineActions(ctx, m[2])
-		if errors.Is(err, defender.ErrNotFound) {
-			acts, err = nil, nil
-		}
-		return http.StatusOK, map[string]any{"value": nonNil(acts)}, err
+	case OpMachines, OpActions:
+		return s.list(r, op)
 	}
 	return 0, nil, &defender.APIError{Status: 404, Code: "NotFound", Message: "no such endpoint", Kind: defender.ErrNotFound}
 }

@@ -25,6 +25,7 @@ func newClient(t *testing.T, f *fakemde.Server) *defender.Client {
 		HTTPClient: f.HTTPClient(), UserAgent: "isolate-bot/test", MaxGetAttempts: 1,
 		BaseBackoff: config.DefaultMDEBaseBackoff, MaxBackoff: config.DefaultMDEMaxBackoff,
 		MaxRetryAfterWait: config.DefaultMDEMaxRetryAfterWait, AttemptTimeout: config.DefaultMDECallTimeout,
+		NotFoundRetryDelay: config.DefaultMDENotFoundRetryDelay,
 	})
 	if err != nil {
 		t.Fatal(err)
