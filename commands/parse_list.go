@@ -34,7 +34,7 @@ func (ps Parser) parseMachines(text, usage string) (Parsed, string, error) {
 		m, isID, err := parseMachine(list, usage)
 		return Parsed{Machine: m, MachineIsID: isID}, rest, err
 	}
-	entries := strings.Split(list, ",")
+	entries := strings.Split(unwrapLinks(list), ",")
 	refs := make([]MachineRef, 0, len(entries))
 	seen := make(map[string]struct{}, len(entries))
 	for i, e := range entries {
@@ -64,6 +64,37 @@ func (ps Parser) parseMachines(text, usage string) (Parsed, string, error) {
 		p.Machines = refs
 	}
 	return p, rest, nil
+}
+
+// unwrapLinks replaces Slack's web links in a list by the text the analyst
+// typed, before the list is split: Slack may link "a.contoso.com,b.contoso.com"
+// as one URL. Other <…> (mentions, mailto:) stay for parseMachine to refuse.
+func unwrapLinks(list string) string {
+	if !strings.Contains(list, "<") {
+		return list
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(list, '<')
+		j := strings.IndexByte(list[i+1:], '>')
+		if i < 0 || j < 0 {
+			b.WriteString(list)
+			return b.String()
+		}
+		inner := list[i+1 : i+1+j]
+		b.WriteString(list[:i])
+		target, label, hasLabel := strings.Cut(inner, "|")
+		low := strings.ToLower(target)
+		switch {
+		case !strings.HasPrefix(low, "http://") && !strings.HasPrefix(low, "https://"):
+			b.WriteString(list[i : i+j+2])
+		case hasLabel && label != "":
+			b.WriteString(label)
+		default:
+			b.WriteString(target[strings.Index(target, "//")+2:])
+		}
+		list = list[i+j+2:]
+	}
 }
 
 func (ps Parser) bulkMax() int {

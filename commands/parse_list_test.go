@@ -39,6 +39,8 @@ func TestParseList(t *testing.T) {
 			Parsed{Op: OpIsolate, Machine: "web-01", Duplicates: 1, Type: defender.Full, Comment: "x"}, ""},
 		{"slack links unwrapped per entry", "/isolate", "<http://web-01.contoso.local|web-01.contoso.local>, <http://Web-02.contoso.local> full x",
 			Parsed{Op: OpIsolate, Machines: refs("web-01.contoso.local", "web-02.contoso.local"), Type: defender.Full, Comment: "x"}, ""},
+		{"one link holding the whole list", "/isolate", "<http://web-01.contoso.com,web-02.contoso.com|web-01.contoso.com,web-02.contoso.com> full x",
+			Parsed{Op: OpIsolate, Machines: refs("web-01.contoso.com", "web-02.contoso.com"), Type: defender.Full, Comment: "x"}, ""},
 		{"unisolate list", "/unisolate", "a, b all clear",
 			Parsed{Op: OpUnisolate, Machines: refs("a", "b"), Comment: "all clear"}, ""},
 		{"tag", "/isolate", "tag:Tier0 full ransomware",
@@ -66,6 +68,8 @@ func TestParseListRejects(t *testing.T) {
 		{"trailing comma", "/unisolate", "a,b,", Parsed{}, "Entry 3 of the machine list is empty"},
 		{"bad entry named", "/isolate", "web-01,web/02 full x", Parsed{}, `"web/02" is not a machine`},
 		{"mention in a list", "/isolate", "web-01,<@U123> full x", Parsed{}, `"<@U123>" is not a machine`},
+		{"link with a path in a list", "/isolate", "a,<http://web-01/x|web-01/x> full x", Parsed{}, `"web-01/x" is not a machine`},
+		{"unclosed link in a list", "/isolate", "a,<http://b full x", Parsed{}, `"<http://b" is not a machine`},
 		{"list without type", "/isolate", "a, b", Parsed{}, "Missing the isolation type"},
 		{"list without comment", "/unisolate", "a, b", Parsed{}, "comment is required"},
 		{"tag inside a list", "/isolate", "web-01,tag:x full x", Parsed{}, "cannot be mixed"},
@@ -124,6 +128,22 @@ func TestSplitList(t *testing.T) {
 	} {
 		if list, rest := splitList(tt.in); list != tt.list || rest != tt.rest {
 			t.Errorf("splitList(%q) = %q, %q; want %q, %q", tt.in, list, rest, tt.list, tt.rest)
+		}
+	}
+}
+
+func TestUnwrapLinks(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"a,b", "a,b"},
+		{"<http://a.com|a.com>,<https://B.com>", "a.com,B.com"},
+		{"<http://a.com,b.com|a.com,b.com>", "a.com,b.com"},
+		{"<http://a.com|>,x", "a.com,x"},
+		{"<@U1>,<mailto:a@b|a@b>,c", "<@U1>,<mailto:a@b|a@b>,c"},
+		{"a,<http://b", "a,<http://b"},
+		{"<>,<http://c>", "<>,c"},
+	} {
+		if got := unwrapLinks(tt.in); got != tt.want {
+			t.Errorf("unwrapLinks(%q) = %q; want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -107,7 +107,7 @@ func FuzzParse(f *testing.F) {
 		"", "help", "web-01.contoso.local full beaconing", hexID + " selective x",
 		"<http://web-01.contoso.local|web-01.contoso.local> unmanaged y", "<mailto:a@b|a@b> full z",
 		"status r-7", "cancel r-70", "status <http://x>", "a_b. FULL \u00a0é\t", "<|> full x", "<http://|> full x",
-		"web-01, web-02,db-01 full x", "a ,b , A. y", "a,,b full x", "<http://a|a>,<http://b> full x", "a,b,",
+		"web-01, web-02,db-01 full x", "a ,b , A. y", "a,,b full x", "<http://a|a>,<http://b> full x", "<http://a.b,c.d|a.b,c.d> full x", "a,<@U1>,<http://x", "a,b,",
 		"tag:Tier0 full x", `TAG:"Tier 0" y`, "tag:“a, b” full z", "tag:R&amp;D x", "tag:x,a full y", `tag:"" x`, "tag: x",
 		machineList(12) + " full x",
 	} {

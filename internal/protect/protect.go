@@ -106,8 +106,8 @@ func Parse(spec string) (Set, error) {
 	var errs []error
 	for i, raw := range strings.Split(spec, ",") {
 		e := strings.TrimSpace(raw)
-		if err := s.add(e); err != "" {
-			errs = append(errs, &EntryError{Pos: i + 1, Entry: clip(e), Reason: err})
+		if why := s.add(e); why != "" {
+			errs = append(errs, &EntryError{Pos: i + 1, Entry: clip(e), Reason: why})
 		}
 	}
 	if len(errs) > 0 {
