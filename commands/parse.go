@@ -24,22 +24,34 @@ const (
 // MaxCommentRunes bounds the analyst's comment (after trimming).
 const MaxCommentRunes = 1000
 
-// Usage lines, shown with every UsageError and by help.
+// Usage lines, shown with every UsageError and by help. A machine list is
+// "web-01, web-02,db-01"; a tag is tag:Tier0, or tag:"Tier 0" with spaces.
 const (
-	UsageIsolate   = "/isolate <machine> <full|selective|unmanaged> <comment>"
-	UsageUnisolate = "/unisolate <machine> <comment>"
+	UsageIsolate   = "/isolate <machine[,machine…]|tag:MachineTag> <full|selective|unmanaged> <comment>"
+	UsageUnisolate = "/unisolate <machine[,machine…]|tag:MachineTag> <comment>"
 	UsageStatus    = "/isolate status <machine|request-id>"
 	UsageCancel    = "/isolate cancel <request-id>"
 )
 
-// Parsed is a syntactically valid slash command.
+// Parsed is a syntactically valid slash command. A request names one
+// machine (Machine), a list of machines (Machines) or a tag (Tag), never
+// two of these; see Bulk.
 type Parsed struct {
 	Op          Op
-	Machine     string // lower-case 40-hex id or host name; empty for help/cancel and for status by request id
+	Machine     string // lower-case 40-hex id or host name; empty for help/cancel, status by request id and Bulk
 	MachineIsID bool   // Machine is a 40-hex MDE machine id
-	Type        defender.IsolationType
-	Comment     string // trimmed but otherwise raw: renderers escape it
-	RequestID   string // "r-<n>" for status/cancel
+	// Machines is a list of two or more distinct machines, in the order
+	// given, at most the Parser's BulkMax.
+	Machines []MachineRef
+	// Duplicates is how many repeated entries the list had (dropped from
+	// Machines, or from a list that named one machine twice).
+	Duplicates int
+	// Tag is tag:<MDE machine tag>: every machine carrying it. As typed,
+	// with Slack's &amp; &lt; &gt; decoded: escape it for OData and Slack.
+	Tag       string
+	Type      defender.IsolationType
+	Comment   string // trimmed but otherwise raw: renderers escape it
+	RequestID string // "r-<n>" for status/cancel
 }
 
 // UsageError is a command the parser rejected. Problem names what is wrong;
@@ -55,9 +67,32 @@ func usageErr(usage, format string, args ...any) *UsageError {
 	return &UsageError{Problem: fmt.Sprintf(format, args...), Usage: usage}
 }
 
+// Bulk reports whether p names a list of machines or a tag rather than one
+// machine.
+func (p Parsed) Bulk() bool { return len(p.Machines) > 0 || p.Tag != "" }
+
+// DefaultBulkMax is the most machines one command may list (BULK_MAX).
+//
+// TODO(issue 8 item 4): move this default to internal/config with BULK_MAX
+// and have the wiring pass Parser{BulkMax: cfg.BulkMax}.
+const DefaultBulkMax = 500
+
+// Parser parses slash commands under the configured limits. It is a value
+// the wiring builds from the configuration rather than a package variable,
+// so tests and replicas with different limits cannot race on it.
+type Parser struct {
+	// BulkMax is the most distinct machines a list may name; 0 or less
+	// means DefaultBulkMax. A tag's machines are only known after the
+	// look-up, so the caller applies it to them.
+	BulkMax int
+}
+
+// Parse parses with the zero Parser (DefaultBulkMax).
+func Parse(command, text string) (Parsed, error) { return Parser{}.Parse(command, text) }
+
 // Parse parses the text of /isolate or /unisolate. Keywords (help, status,
 // cancel) win over a machine of the same name.
-func Parse(command, text string) (Parsed, error) {
+func (ps Parser) Parse(command, text string) (Parsed, error) {
 	cmd := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(command), "/"))
 	first, rest := nextToken(text)
 	switch cmd {
@@ -70,38 +105,38 @@ func Parse(command, text string) (Parsed, error) {
 		case "cancel":
 			return parseCancel(rest)
 		}
-		m, isID, err := parseMachine(first, UsageIsolate)
-		if err != nil {
-			return Parsed{}, err
-		}
-		typ, rest2 := nextToken(rest)
-		if typ == "" {
-			return Parsed{}, usageErr(UsageIsolate, "Missing the isolation type (full, selective or unmanaged).")
-		}
-		t, ok := isolationType(typ)
-		if !ok {
-			return Parsed{}, usageErr(UsageIsolate, "Unknown isolation type %q: use full, selective or unmanaged.", clip(typ, 40))
-		}
-		c, err := parseComment(rest2, UsageIsolate)
-		if err != nil {
-			return Parsed{}, err
-		}
-		return Parsed{Op: OpIsolate, Machine: m, MachineIsID: isID, Type: t, Comment: c}, nil
+		return ps.parseRequest(OpIsolate, text, UsageIsolate)
 	case "unisolate":
 		if first == "" || strings.EqualFold(first, "help") {
 			return Parsed{Op: OpHelp}, nil
 		}
-		m, isID, err := parseMachine(first, UsageUnisolate)
-		if err != nil {
-			return Parsed{}, err
-		}
-		c, err := parseComment(rest, UsageUnisolate)
-		if err != nil {
-			return Parsed{}, err
-		}
-		return Parsed{Op: OpUnisolate, Machine: m, MachineIsID: isID, Comment: c}, nil
+		return ps.parseRequest(OpUnisolate, text, UsageUnisolate)
 	}
 	return Parsed{}, usageErr(UsageIsolate, "Unknown command %q: use /isolate or /unisolate.", clip(command, 40))
+}
+
+// parseRequest parses "<machines> [<type>] <comment>".
+func (ps Parser) parseRequest(op Op, text, usage string) (Parsed, error) {
+	p, rest, err := ps.parseMachines(text, usage)
+	if err != nil {
+		return Parsed{}, err
+	}
+	p.Op = op
+	if op == OpIsolate {
+		typ, more := nextToken(rest)
+		if typ == "" {
+			return Parsed{}, usageErr(usage, "Missing the isolation type (full, selective or unmanaged).")
+		}
+		t, ok := isolationType(typ)
+		if !ok {
+			return Parsed{}, usageErr(usage, "Unknown isolation type %q: use full, selective or unmanaged.", clip(typ, 40))
+		}
+		p.Type, rest = t, more
+	}
+	if p.Comment, err = parseComment(rest, usage); err != nil {
+		return Parsed{}, err
+	}
+	return p, nil
 }
 
 func parseStatus(rest string) (Parsed, error) {
@@ -229,7 +264,7 @@ func isHostName(s string) bool {
 	if s == "" || len(s) > 253 {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	for label := range strings.SplitSeq(s, ".") {
 		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

@@ -2,8 +2,10 @@ package commands
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/soc/isolate-bot/defender"
@@ -73,11 +75,13 @@ func TestParseRejects(t *testing.T) {
 	})
 }
 
-func runParse(t *testing.T, tests []parseCase) {
+func runParse(t *testing.T, tests []parseCase) { t.Helper(); runParser(t, Parser{}, tests) }
+
+func runParser(t *testing.T, ps Parser, tests []parseCase) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse(tt.cmd, tt.text)
+			got, err := ps.Parse(tt.cmd, tt.text)
 			if tt.errHas != "" {
 				var ue *UsageError
 				if !errors.As(err, &ue) {
@@ -91,7 +95,7 @@ func runParse(t *testing.T, tests []parseCase) {
 			if err != nil {
 				t.Fatalf("Parse(%q): %v", tt.text, err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("Parse(%q) =\n %+v\nwant\n %+v", tt.text, got, tt.want)
 			}
 		})
@@ -103,6 +107,9 @@ func FuzzParse(f *testing.F) {
 		"", "help", "web-01.contoso.local full beaconing", hexID + " selective x",
 		"<http://web-01.contoso.local|web-01.contoso.local> unmanaged y", "<mailto:a@b|a@b> full z",
 		"status r-7", "cancel r-70", "status <http://x>", "a_b. FULL \u00a0é\t", "<|> full x", "<http://|> full x",
+		"web-01, web-02,db-01 full x", "a ,b , A. y", "a,,b full x", "<http://a|a>,<http://b> full x", "<http://a.b,c.d|a.b,c.d> full x", "a,<@U1>,<http://x", "a,b,",
+		"tag:Tier0 full x", `TAG:"Tier 0" y`, "tag:“a, b” full z", "tag:R&amp;D x", "tag:x,a full y", `tag:"" x`, "tag: x",
+		machineList(12) + " full x",
 	} {
 		f.Add("/isolate", s)
 		f.Add("/unisolate", s)
@@ -144,12 +151,48 @@ func FuzzParse(f *testing.F) {
 		if p.Op == OpUnisolate && p.Type != "" {
 			t.Fatalf("unisolate with type %q", p.Type)
 		}
-		if p.MachineIsID {
-			if !isMachineID(p.Machine) || strings.ToLower(p.Machine) != p.Machine {
-				t.Fatalf("bad machine id %q", p.Machine)
-			}
-		} else if !isHostName(p.Machine) || len(p.Machine) > 253 || strings.ContainsAny(p.Machine, "<>|/ ") {
-			t.Fatalf("bad host name %q", p.Machine)
-		}
+		checkMachines(t, p)
 	})
+}
+
+// checkMachines: a request names exactly one of a machine, a list of
+// distinct machines within the maximum, or a plain-text tag.
+func checkMachines(t *testing.T, p Parsed) {
+	t.Helper()
+	if p.Duplicates < 0 || p.Op == OpStatus && (p.Bulk() || p.Duplicates != 0) {
+		t.Fatalf("%+v", p)
+	}
+	switch {
+	case p.Tag != "":
+		n := utf8.RuneCountInString(p.Tag)
+		if p.Machine != "" || len(p.Machines) > 0 || n > MaxTagRunes || !utf8.ValidString(p.Tag) ||
+			strings.TrimSpace(p.Tag) != p.Tag || strings.ContainsFunc(p.Tag, unicode.IsControl) {
+			t.Fatalf("bad tag form %+v", p)
+		}
+	case len(p.Machines) > 0:
+		if p.Machine != "" || len(p.Machines) < 2 || len(p.Machines) > DefaultBulkMax {
+			t.Fatalf("bad list form: %d machines, Machine %q", len(p.Machines), p.Machine)
+		}
+		seen := make(map[string]bool)
+		for _, m := range p.Machines {
+			checkMachine(t, m.Machine, m.IsID)
+			if seen[m.Machine] {
+				t.Fatalf("%q twice in the list", m.Machine)
+			}
+			seen[m.Machine] = true
+		}
+	default:
+		checkMachine(t, p.Machine, p.MachineIsID)
+	}
+}
+
+func checkMachine(t *testing.T, m string, isID bool) {
+	t.Helper()
+	if isID {
+		if !isMachineID(m) || strings.ToLower(m) != m {
+			t.Fatalf("bad machine id %q", m)
+		}
+	} else if !isHostName(m) || len(m) > 253 || strings.ToLower(m) != m || strings.ContainsAny(m, "<>|/ ,") {
+		t.Fatalf("bad host name %q", m)
+	}
 }
