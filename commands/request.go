@@ -49,6 +49,13 @@ func (s *Service) Command(ctx context.Context, inv Invocation) error {
 	case OpCancel:
 		return s.cancel(ctx, inv, p)
 	}
+	if p.Bulk() {
+		// The parser knows lists and tags (outbreak mode); until their flow
+		// exists, say so plainly rather than look up an empty machine.
+		s.refuse(ctx, inv, "", "bulk not available",
+			msg(txt("Several machines in one command (a list or "), code("tag:"), txt(") is not available yet; nothing was done. Isolate one machine per command.")))
+		return nil
+	}
 	return s.request(ctx, inv, p)
 }
 
