@@ -310,6 +310,14 @@ func (r *Runner) commandJob(cmd slack.SlashCommand, envID string) *job {
 		run: func(ctx context.Context) error { return r.svc.Command(ctx, inv) }}
 }
 
+// clickActions maps the card's action ids to the button pressed.
+var clickActions = map[string]commands.Button{
+	ActionApprove: commands.ButtonApprove,
+	ActionDeny:    commands.ButtonDeny,
+	ActionCancel:  commands.ButtonCancel,
+	ActionRelease: commands.ButtonRelease,
+}
+
 // clickJob turns the first known card button of a block_actions payload
 // into a job; unknown action ids are ignored (nil).
 func (r *Runner) clickJob(cb slack.InteractionCallback, envID string) *job {
@@ -318,7 +326,8 @@ func (r *Runner) clickJob(cb slack.InteractionCallback, envID string) *job {
 			continue
 		}
 		approve := a.ActionID == ActionApprove
-		if !approve && a.ActionID != ActionDeny {
+		kind, known := clickActions[a.ActionID]
+		if !known {
 			r.log.Info().Str("action_id", a.ActionID).Str("block_id", a.BlockID).Msg("ignoring unknown action")
 			continue
 		}
@@ -334,13 +343,9 @@ func (r *Runner) clickJob(cb slack.InteractionCallback, envID string) *job {
 		if ts == "" {
 			ts = cb.Message.Timestamp
 		}
-		c := commands.Click{RequestID: id, User: cb.User.ID, Channel: channel, MessageTS: ts, Approve: approve,
+		c := commands.Click{RequestID: id, User: cb.User.ID, Channel: channel, MessageTS: ts, Approve: approve, Action: kind,
 			TriggerID: cb.TriggerID}
-		name := "deny"
-		if approve {
-			name = "approve"
-		}
-		return &job{name: name, keys: []string{"env:" + envID}, channel: channel, user: cb.User.ID, respURL: cb.ResponseURL,
+		return &job{name: string(kind), keys: []string{"env:" + envID}, channel: channel, user: cb.User.ID, respURL: cb.ResponseURL,
 			run: func(ctx context.Context) error { return r.svc.Click(ctx, c) }}
 	}
 	return nil

@@ -23,6 +23,8 @@ import (
 const (
 	ActionApprove  = "isolate_approve"
 	ActionDeny     = "isolate_deny"
+	ActionCancel   = "isolate_cancel"  // cancel the request's pending MDE action
+	ActionRelease  = "isolate_release" // request the release of an isolated machine
 	BlockIDPrefix  = "req:"
 	maxSectionText = 3000
 	maxField       = 2000
@@ -211,29 +213,16 @@ func (rd Renderer) Card(c commands.Card) ([]slack.Block, string) {
 
 	if r.Command != store.Unisolate {
 		blocks = append(blocks, slack.NewContextBlock("",
-			mrkdwn(":warning: MDE lifts isolation automatically after 7 days; an offline machine is retried for up to 3 days, then MDE gives up.", maxSectionText)))
+			mrkdwn(":warning: Isolation stays until someone releases it (/unisolate). An offline machine is retried for up to 3 days, then MDE gives up.", maxSectionText)))
 	}
 
+	if line := outcome(r); r.State != store.Pending && line != "" {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line, maxSectionText)))
+	}
 	bid := safeID(BlockIDPrefix+r.ID, maxID)
 	val := safeID(r.ID, maxValue)
-	if r.State == store.Pending && bid != "" && val != "" {
-		hostTxt := esc(or(host, r.MachineID))
-		title := "Isolate " + hostTxt + "?"
-		body := esc(or(r.IsolationType, "Full")) + " network isolation of " + hostTxt + " cuts its network traffic (MDE lifts it after 7 days)."
-		confirmWord := "Isolate"
-		if r.Command == store.Unisolate {
-			title = "Release " + hostTxt + "?"
-			body = "Release " + hostTxt + " from network isolation."
-			confirmWord = "Release"
-		}
-		confirm := slack.NewConfirmationBlockObject(plain(title, maxConfirmHead), plain(body, maxConfirmText),
-			plain(confirmWord, 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
-		approve := slack.NewButtonBlockElement(ActionApprove, val, plain("Approve", maxButtonText)).
-			WithStyle(slack.StylePrimary).WithConfirm(confirm)
-		deny := slack.NewButtonBlockElement(ActionDeny, val, plain("Deny", maxButtonText)).WithStyle(slack.StyleDanger)
-		blocks = append(blocks, slack.NewActionBlock(bid, approve, deny))
-	} else if line := outcome(r); line != "" {
-		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line, maxSectionText)))
+	if els := buttons(c, esc(or(host, r.MachineID)), val); len(els) > 0 && bid != "" && val != "" {
+		blocks = append(blocks, slack.NewActionBlock(bid, els...))
 	}
 
 	text := fmt.Sprintf("%s request %s: %s asks to %s %s%s — %s", noun, esc(r.ID), mention(r.Requester), v,
@@ -392,4 +381,41 @@ func (rd Renderer) span(s commands.Span) string {
 func safeLink(u string) bool {
 	return (strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) &&
 		!strings.ContainsAny(u, "<>| \n\t")
+}
+
+// buttons renders what the card offers now (Card.Buttons), each carrying
+// the request id as its value.
+func buttons(c commands.Card, hostTxt, val string) []slack.BlockElement {
+	r := c.Request
+	var els []slack.BlockElement
+	for _, b := range c.Buttons {
+		switch b {
+		case commands.ButtonApprove:
+			title := "Isolate " + hostTxt + "?"
+			body := esc(or(r.IsolationType, "Full")) + " network isolation of " + hostTxt + " cuts its network traffic until someone releases it."
+			confirmWord := "Isolate"
+			if r.Command == store.Unisolate {
+				title = "Release " + hostTxt + "?"
+				body = "Release " + hostTxt + " from network isolation."
+				confirmWord = "Release"
+			}
+			confirm := slack.NewConfirmationBlockObject(plain(title, maxConfirmHead), plain(body, maxConfirmText),
+				plain(confirmWord, 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
+			els = append(els, slack.NewButtonBlockElement(ActionApprove, val, plain("Approve", maxButtonText)).
+				WithStyle(slack.StylePrimary).WithConfirm(confirm))
+		case commands.ButtonDeny:
+			els = append(els, slack.NewButtonBlockElement(ActionDeny, val, plain("Deny", maxButtonText)).WithStyle(slack.StyleDanger))
+		case commands.ButtonCancel:
+			label := "Cancel isolation"
+			if r.Command == store.Unisolate {
+				label = "Cancel release"
+			}
+			confirm := slack.NewConfirmationBlockObject(plain(label+"?", maxConfirmHead),
+				plain("Ask MDE to cancel its pending action on "+hostTxt+".", maxConfirmText), plain("Cancel it", 30), plain("Keep it", 30))
+			els = append(els, slack.NewButtonBlockElement(ActionCancel, val, plain(label, maxButtonText)).WithConfirm(confirm))
+		case commands.ButtonRelease:
+			els = append(els, slack.NewButtonBlockElement(ActionRelease, val, plain("Release "+hostTxt, maxButtonText)))
+		}
+	}
+	return els
 }

@@ -50,7 +50,11 @@ func testCard(state store.State, mut func(*store.Request)) commands.Card {
 	if mut != nil {
 		mut(&r)
 	}
-	return commands.Card{Request: r, Machine: testMachine(), Approvers: []string{"U0BOB", "S0MANAGERS"}}
+	c := commands.Card{Request: r, Machine: testMachine(), Approvers: []string{"U0BOB", "S0MANAGERS"}}
+	if r.State == store.Pending {
+		c.Buttons = []commands.Button{commands.ButtonApprove, commands.ButtonDeny}
+	}
+	return c
 }
 
 // rendered is what a golden file holds: exactly what is sent to Slack.

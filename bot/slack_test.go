@@ -49,6 +49,7 @@ func TestSlackPostCard(t *testing.T) {
 
 	// Decided: chat.update replaces the blocks, buttons gone.
 	c.Request.State, c.Request.DecidedBy, c.Request.DecidedAt = store.Denied, "U0BOB", t0
+	c.Buttons = nil // commands offers nothing on a decided card
 	if err := s.UpdateCard(ctx, "C1", ts, c); err != nil {
 		t.Fatal(err)
 	}

@@ -101,12 +101,30 @@ type Directory interface {
 }
 
 // Card is a request card: everything the transport needs to render it.
-// Buttons are shown only while Request.State is pending.
 type Card struct {
 	Request   store.Request
 	Machine   defender.Machine // zero if unknown
 	Approvers []string         // user ids and group ids allowed to approve
+	// Action is the MDE action the request created or follows, as last
+	// read: the card shows its status and, once final, the outcome.
+	Action *defender.MachineAction
+	// Protected, when set, says why the machine is protected (it needs two
+	// approvers); escaped by the transport.
+	Protected string
+	// Buttons are what the card offers now, in order (see cardButtons);
+	// none once nothing is valid any more.
+	Buttons []Button
 }
+
+// Button is one action a card can offer.
+type Button string
+
+const (
+	ButtonApprove Button = "approve" // pending: approve (two-person rule)
+	ButtonDeny    Button = "deny"    // pending: deny
+	ButtonCancel  Button = "cancel"  // the MDE action is Pending or InProgress: cancel it in MDE
+	ButtonRelease Button = "release" // an isolation succeeded: request its release
+)
 
 // Message is transport-neutral rich text: a sequence of spans, plus
 // optional structured attachments rendered as fields.

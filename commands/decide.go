@@ -38,6 +38,14 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 	if !s.fromCard(ctx, c, r) {
 		return nil
 	}
+	switch c.Action {
+	case ButtonCancel, ButtonRelease:
+		// Offered by cards that follow an MDE action; their flows land with
+		// the follow-through work (issue 10). Until then, say so.
+		s.refuseClick(ctx, c, r.MachineID, string(c.Action)+": not available yet",
+			msg(txt("That button is not available yet; nothing was done. Use the MDE portal, or "), code(UsageUnisolate), txt(".")))
+		return nil
+	}
 	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
 	if cardUnrecorded {
 		r.Channel, r.MessageTS = c.Channel, c.MessageTS

@@ -48,7 +48,7 @@ func helpMessage(version string) Message {
 		code(UsageUnisolate), txt(" — request release from isolation.\n"),
 		code(UsageStatus), txt(" — isolation state and the latest request.\n"),
 		code(UsageCancel), txt(" — withdraw a pending request (requester or approver).\n"),
-		txt("<machine> is the 40-character MDE machine id or the host name. MDE lifts isolation by itself after 7 days."),
+		txt("<machine> is the 40-character MDE machine id or the host name. An isolation stays until someone releases it (/unisolate); MDE retries an offline machine for up to 3 days."),
 	)
 }
 

@@ -269,7 +269,7 @@ func (s *Service) checkFree(ctx context.Context, inv Invocation, p Parsed, m def
 // thread. If either fails the request is withdrawn and the user told; the
 // error is for the transport's log.
 func (s *Service) postCard(ctx context.Context, inv Invocation, r store.Request, m defender.Machine) (store.Request, error) {
-	ts, err := s.d.Messenger.PostCard(ctx, inv.Channel, Card{Request: r, Machine: m, Approvers: s.cfg.Approvers})
+	ts, err := s.d.Messenger.PostCard(ctx, inv.Channel, s.card(r, m, nil))
 	if err != nil {
 		why := "the card could not be posted: " + err.Error()
 		tell := msg(txt("I could not post the request card here, so request "), code(r.ID), txt(" was cancelled; try again shortly."))

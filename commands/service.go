@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -43,7 +44,9 @@ type Click struct {
 	User      string // who clicked
 	Channel   string // channel of the card
 	MessageTS string // ts of the card
-	Approve   bool   // false: Deny
+	Approve   bool   // false: Deny (when Action is ButtonApprove, ButtonDeny or empty)
+	// Action is the button pressed; empty means Approve or Deny by Approve.
+	Action    Button
 	TriggerID string
 }
 
@@ -164,7 +167,7 @@ func (s *Service) updateCard(ctx context.Context, r store.Request) {
 	if r.MessageTS == "" || r.Channel == "" {
 		return
 	}
-	if err := s.d.Messenger.UpdateCard(ctx, r.Channel, r.MessageTS, Card{Request: r, Approvers: s.cfg.Approvers}); err != nil {
+	if err := s.d.Messenger.UpdateCard(ctx, r.Channel, r.MessageTS, s.card(r, defender.Machine{}, nil)); err != nil {
 		s.logger(ctx).Error().Err(err).Str("request_id", r.ID).Msg("could not update the request card")
 	}
 }

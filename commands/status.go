@@ -79,9 +79,6 @@ const (
 	StateUnknown        = "Unknown"
 )
 
-// autoRelease: MDE lifts isolation by itself after seven days.
-const autoRelease = 7 * 24 * time.Hour
-
 type isoState struct {
 	State    string
 	Why      string
@@ -91,8 +88,9 @@ type isoState struct {
 
 // deriveState reads the machine's isolation state from its newest
 // Isolate/Unisolate actions: a pending one wins, else the newest that
-// succeeded. A successful isolation older than MDE's 7-day auto-release
-// is Unknown.
+// succeeded. MDE never lifts an isolation by itself (it stays until someone
+// releases it: mde-api.md, section 3), so a succeeded Isolate with no later
+// release means isolated, however old.
 func deriveState(acts []defender.MachineAction, now time.Time) isoState {
 	var iso []defender.MachineAction
 	for _, a := range acts {
@@ -119,10 +117,6 @@ func deriveState(acts []defender.MachineAction, now time.Time) isoState {
 		st.Decisive = &iso[i]
 		if strings.EqualFold(iso[i].Type, "Unisolate") {
 			st.State = StateNotIsolated
-			return st
-		}
-		if now.Sub(iso[i].CreationDateTimeUTC) > autoRelease {
-			st.State, st.Why = StateUnknown, "isolated more than 7 days ago; MDE may have lifted it"
 			return st
 		}
 		st.State = StateIsolated

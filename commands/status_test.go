@@ -76,7 +76,8 @@ func TestDeriveState(t *testing.T) {
 		{"pending release", []defender.MachineAction{act("Unisolate", "InProgress", time.Minute), act("Isolate", "Succeeded", time.Hour)}, StateReleasePending},
 		{"released", []defender.MachineAction{act("Isolate", "Succeeded", 2*time.Hour), act("Unisolate", "Succeeded", time.Hour)}, StateNotIsolated},
 		{"failed release keeps isolation", []defender.MachineAction{act("Unisolate", "Failed", time.Minute), act("Isolate", "Succeeded", time.Hour)}, StateIsolated},
-		{"older than auto-release", []defender.MachineAction{act("Isolate", "Succeeded", 8*24*time.Hour)}, StateUnknown},
+		// MDE never lifts an isolation by itself: a year-old one still holds.
+		{"old isolation still holds", []defender.MachineAction{act("Isolate", "Succeeded", 365*24*time.Hour)}, StateIsolated},
 		{"other actions ignored", []defender.MachineAction{act("RunAntiVirusScan", "Pending", 0)}, StateNotIsolated},
 	}
 	for _, tt := range tests {
