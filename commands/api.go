@@ -37,6 +37,12 @@ type Defender interface {
 	FindMachinesByName(ctx context.Context, name string) ([]defender.Machine, error)
 	CancelMachineAction(ctx context.Context, slot defender.Slot, actionID, comment string) (defender.MachineAction, error)
 	MachineActions(ctx context.Context, machineID string) ([]defender.MachineAction, error)
+	// Batched reads (OData or-chains, each URL under about 2 KB): one call
+	// per chunk, never one per machine or action.
+	MachineActionsByID(ctx context.Context, ids []string) ([]defender.MachineAction, error)
+	ResolveMachines(ctx context.Context, refs []string) ([]defender.Resolution, error)
+	MachinesByTag(ctx context.Context, tag string) ([]defender.Machine, error)
+	ActionsForMachines(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error)
 }
 
 // Approvals is the durable request state, the delivery de-duplication and

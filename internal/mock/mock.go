@@ -28,6 +28,10 @@ type Defender struct {
 	MachineFn             func(ctx context.Context, machineID string) (defender.Machine, error)
 	FindMachinesByNameFn  func(ctx context.Context, name string) ([]defender.Machine, error)
 	MachineActionsFn      func(ctx context.Context, machineID string) ([]defender.MachineAction, error)
+	MachineActionsByIDFn  func(ctx context.Context, ids []string) ([]defender.MachineAction, error)
+	ResolveMachinesFn     func(ctx context.Context, refs []string) ([]defender.Resolution, error)
+	MachinesByTagFn       func(ctx context.Context, tag string) ([]defender.Machine, error)
+	ActionsForMachinesFn  func(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error)
 }
 
 // DefenderOver returns a Defender whose every function calls the MDE
@@ -37,7 +41,8 @@ func DefenderOver(d *defender.Simulator) *Defender {
 	return &Defender{
 		IsolateFn: d.Isolate, UnisolateFn: d.Unisolate, CancelMachineActionFn: d.CancelMachineAction,
 		MachineActionFn: d.MachineAction, MachineFn: d.Machine, FindMachinesByNameFn: d.FindMachinesByName,
-		MachineActionsFn: d.MachineActions,
+		MachineActionsFn: d.MachineActions, MachineActionsByIDFn: d.MachineActionsByID, ResolveMachinesFn: d.ResolveMachines,
+		MachinesByTagFn: d.MachinesByTag, ActionsForMachinesFn: d.ActionsForMachines,
 	}
 }
 
@@ -67,6 +72,22 @@ func (d *Defender) FindMachinesByName(ctx context.Context, name string) ([]defen
 
 func (d *Defender) MachineActions(ctx context.Context, machineID string) ([]defender.MachineAction, error) {
 	return d.MachineActionsFn(ctx, machineID)
+}
+
+func (d *Defender) MachineActionsByID(ctx context.Context, ids []string) ([]defender.MachineAction, error) {
+	return d.MachineActionsByIDFn(ctx, ids)
+}
+
+func (d *Defender) ResolveMachines(ctx context.Context, refs []string) ([]defender.Resolution, error) {
+	return d.ResolveMachinesFn(ctx, refs)
+}
+
+func (d *Defender) MachinesByTag(ctx context.Context, tag string) ([]defender.Machine, error) {
+	return d.MachinesByTagFn(ctx, tag)
+}
+
+func (d *Defender) ActionsForMachines(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error) {
+	return d.ActionsForMachinesFn(ctx, machineIDs, top)
 }
 
 // Approvals fakes commands.Approvals, the durable request state. Use it to

@@ -88,6 +88,30 @@ func (i *instrumentedDefender) MachineActions(ctx context.Context, machineID str
 	return as, err
 }
 
+func (i *instrumentedDefender) MachineActionsByID(ctx context.Context, ids []string) ([]defender.MachineAction, error) {
+	as, err := i.d.MachineActionsByID(ctx, ids)
+	i.m.mdeCall(OpActionsByID, mdeCode(err))
+	return as, err
+}
+
+func (i *instrumentedDefender) ResolveMachines(ctx context.Context, refs []string) ([]defender.Resolution, error) {
+	rs, err := i.d.ResolveMachines(ctx, refs)
+	i.m.mdeCall(OpResolveMachines, mdeCode(err))
+	return rs, err
+}
+
+func (i *instrumentedDefender) MachinesByTag(ctx context.Context, tag string) ([]defender.Machine, error) {
+	ms, err := i.d.MachinesByTag(ctx, tag)
+	i.m.mdeCall(OpMachinesByTag, mdeCode(err))
+	return ms, err
+}
+
+func (i *instrumentedDefender) ActionsForMachines(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error) {
+	as, err := i.d.ActionsForMachines(ctx, machineIDs, top)
+	i.m.mdeCall(OpActionsForMachines, mdeCode(err))
+	return as, err
+}
+
 // InstrumentLimiter counts every Reserve answer in
 // isolatebot_limiter_decisions_total (admitted: may call now; queued: holds
 // a future slot; refused; error) and tracks queued slots for

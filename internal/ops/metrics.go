@@ -36,6 +36,12 @@ const (
 	OpFindMachines   = "find_machines"
 	OpCancel         = "cancel"
 	OpMachineActions = "machine_actions"
+	// Batched reads: one count per method call (each may make several
+	// HTTP requests, one per URL-bounded chunk).
+	OpActionsByID        = "actions_by_id"
+	OpResolveMachines    = "resolve_machines"
+	OpMachinesByTag      = "machines_by_tag"
+	OpActionsForMachines = "actions_for_machines"
 
 	// CodeOK, CodeToken and CodeError are the code label of an MDE call
 	// that succeeded, that never started because Azure AD gave no token
@@ -52,8 +58,9 @@ const (
 var (
 	decisionOutcomes = []string{OutcomeApproved, OutcomeDenied, OutcomeExpired, OutcomeCancelled, OutcomeConflict, OutcomeRefused}
 	limiterResults   = []string{ResultAdmitted, ResultRefused, ResultQueued, ResultError}
-	mdeOperations    = []string{OpIsolate, OpUnisolate, OpMachineAction, OpMachine, OpFindMachines, OpCancel, OpMachineActions}
-	budgets          = []string{defender.BudgetIsolate, defender.BudgetUnisolate, defender.BudgetMachineActions, defender.BudgetMachines, defender.BudgetCancel}
+	mdeOperations    = []string{OpIsolate, OpUnisolate, OpMachineAction, OpMachine, OpFindMachines, OpCancel, OpMachineActions,
+		OpActionsByID, OpResolveMachines, OpMachinesByTag, OpActionsForMachines}
+	budgets = []string{defender.BudgetIsolate, defender.BudgetUnisolate, defender.BudgetMachineActions, defender.BudgetMachines, defender.BudgetCancel}
 )
 
 // AckBuckets suit Socket Mode acks: normally a few milliseconds, and Slack

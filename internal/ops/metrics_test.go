@@ -63,6 +63,22 @@ func (f fakeDefender) MachineActions(context.Context, string) ([]defender.Machin
 	return []defender.MachineAction{{ID: "a-list"}}, f.err
 }
 
+func (f fakeDefender) MachineActionsByID(context.Context, []string) ([]defender.MachineAction, error) {
+	return []defender.MachineAction{{ID: "a-by-id"}}, f.err
+}
+
+func (f fakeDefender) ResolveMachines(context.Context, []string) ([]defender.Resolution, error) {
+	return []defender.Resolution{{Ref: "r-resolve"}}, f.err
+}
+
+func (f fakeDefender) MachinesByTag(context.Context, string) ([]defender.Machine, error) {
+	return []defender.Machine{{ID: "m-tag"}}, f.err
+}
+
+func (f fakeDefender) ActionsForMachines(context.Context, []string, int) ([]defender.MachineAction, error) {
+	return []defender.MachineAction{{ID: "a-for"}}, f.err
+}
+
 func TestInstrumentDefender(t *testing.T) {
 	tests := []struct {
 		name string
@@ -97,6 +113,10 @@ func TestInstrumentDefender(t *testing.T) {
 				{OpFindMachines, func() (string, error) { a, err := d.FindMachinesByName(ctx, "h"); return a[0].ID, err }, "m-find"},
 				{OpCancel, func() (string, error) { a, err := d.CancelMachineAction(ctx, nil, "x", "c"); return a.ID, err }, "a-cancel"},
 				{OpMachineActions, func() (string, error) { a, err := d.MachineActions(ctx, id); return a[0].ID, err }, "a-list"},
+				{OpActionsByID, func() (string, error) { a, err := d.MachineActionsByID(ctx, []string{"x"}); return a[0].ID, err }, "a-by-id"},
+				{OpResolveMachines, func() (string, error) { a, err := d.ResolveMachines(ctx, []string{"h"}); return a[0].Ref, err }, "r-resolve"},
+				{OpMachinesByTag, func() (string, error) { a, err := d.MachinesByTag(ctx, "t"); return a[0].ID, err }, "m-tag"},
+				{OpActionsForMachines, func() (string, error) { a, err := d.ActionsForMachines(ctx, []string{id}, 5); return a[0].ID, err }, "a-for"},
 			}
 			for i, c := range calls {
 				got, err := c.run()
