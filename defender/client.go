@@ -496,14 +496,23 @@ func (c *Client) answer(ctx context.Context, cl call, resp *http.Response, raw [
 	if isPost {
 		bad = ErrOutcomeUnknown
 	}
+	// An answer cut short by the caller's deadline (net/http may hand over
+	// an empty 2xx body as the request is cancelled) is the deadline's
+	// doing, and says so: callers match context.DeadlineExceeded.
+	cut := func(err error) error {
+		if ctx.Err() != nil {
+			return errors.Join(ctx.Err(), err)
+		}
+		return err
+	}
 	switch {
 	case rerr != nil:
-		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "reading the response failed"}, rerr)
+		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "reading the response failed"}, cut(rerr))
 	case len(raw) > MaxResponseBytes:
 		return &APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: fmt.Sprintf("response larger than %d bytes", MaxResponseBytes)}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "MDE answered with JSON this client cannot read"}, err)
+		return withCause(&APIError{Op: cl.op, Status: resp.StatusCode, Kind: bad, Message: "MDE answered with JSON this client cannot read"}, cut(err))
 	}
 	return nil
 }

@@ -612,3 +612,22 @@ func TestUndecodablePostReply(t *testing.T) {
 		t.Fatalf("err = %v, want ErrOutcomeUnknown", err)
 	}
 }
+
+// TestAnswerCutByDeadline: an empty 2xx body read after the caller's
+// deadline (net/http can hand one over as the request is cancelled) is
+// reported as the deadline, not as MDE sending JSON the client cannot read.
+func TestAnswerCutByDeadline(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	var out Machine
+	err := e.client.answer(ctx, call{op: "get machine", method: http.MethodGet}, &http.Response{StatusCode: 200}, nil, nil, &out)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want ErrUnavailable and DeadlineExceeded", err)
+	}
+	err = e.client.answer(context.Background(), call{op: "get machine", method: http.MethodGet}, &http.Response{StatusCode: 200}, nil, nil, &out)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("without a deadline: err = %v, want ErrUnavailable only", err)
+	}
+}
