@@ -210,6 +210,7 @@ func (rd Renderer) Card(c commands.Card) ([]slack.Block, string) {
 		field("*Expires*\n" + stamp(r.ExpiresAt)),
 	}
 	blocks = append(blocks, slack.NewSectionBlock(nil, fields[:min(len(fields), maxFields)], nil))
+	blocks = append(blocks, protectionBlocks(c)...)
 
 	if r.Command != store.Unisolate {
 		blocks = append(blocks, slack.NewContextBlock("",

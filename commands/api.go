@@ -60,6 +60,11 @@ type Approvals interface {
 	// not allowed. A pending request past ExpiresAt is moved to expired by
 	// the same call and reported as a conflict.
 	Transition(ctx context.Context, id string, from store.State, ch store.Change) (store.Request, error)
+	// Approve adds ch.By to a pending request's set of approvers and
+	// approves it when the set holds Request.Required() different ones,
+	// in one compare-and-set (store.Approvals.Approve): of concurrent
+	// approvers exactly one gets store.ApprovalComplete.
+	Approve(ctx context.Context, id string, ch store.Change) (store.Request, store.Approval, error)
 	// ForMachine returns the machine's open request, else its most recent
 	// one; store.ErrNotFound if it never had one.
 	ForMachine(ctx context.Context, machineID string) (store.Request, error)

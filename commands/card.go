@@ -9,11 +9,11 @@ import (
 // MDE action as last read (nil if none or not at hand) and the buttons
 // valid now.
 func (s *Service) card(r store.Request, m defender.Machine, a *defender.MachineAction) Card {
-	return Card{Request: r, Machine: m, Approvers: s.cfg.Approvers, Action: a, Buttons: cardButtons(r, a)}
+	return Card{Request: r, Machine: m, Approvers: s.cfg.Approvers, Action: a, Protected: r.Protected, Buttons: cardButtons(r, a)}
 }
 
 // cardButtons is what a card offers in r's state: Approve and Deny while
-// pending; Cancel while its MDE action is Pending or InProgress; Release
+// pending (also after a first of two approvals: the request stays pending); Cancel while its MDE action is Pending or InProgress; Release
 // once an isolation succeeded; nothing otherwise.
 func cardButtons(r store.Request, a *defender.MachineAction) []Button {
 	switch {

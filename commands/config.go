@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/soc/isolate-bot/internal/protect"
 )
 
 // Config is the behaviour of a Service. Every duration is required:
@@ -21,6 +23,8 @@ type Config struct {
 	PollFor         time.Duration // stop following status after this
 	GroupCacheTTL   time.Duration // user-group membership cache
 	SchedulerEvery  time.Duration // scheduler tick (leases are counted in it)
+	Protected       protect.Set   // PROTECTED_MACHINES; the zero Set protects nothing
+	ProtectedMode   protect.Mode  // PROTECTED_MODE; the zero Mode is two approvers
 }
 
 // check panics when a duration is missing: a zero one would time every

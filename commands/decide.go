@@ -8,9 +8,13 @@ import (
 	"github.com/soc/isolate-bot/store"
 )
 
-// The decide stage: Approve and Deny on a request card. The first decision
-// wins (a compare-and-set on the pending state); approval hands the request
-// to the send stage in this process at once (see lease.go).
+// The decide stage: Approve and Deny on a request card. Deny is a
+// compare-and-set on the pending state; Approve adds the approver to the
+// request's set of approvers (one compare-and-set, store.Approve) and the
+// approval that completes the set — the first for most requests, the
+// second different approver for a protected machine (protect.go) — hands
+// the request to the send stage in this process at once (see lease.go).
+// The first decision wins.
 
 // Click handles Approve/Deny on a request card. The requester may not
 // decide their own request (two-person rule); only approvers decide; the
@@ -67,7 +71,10 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		// that very card, so record its ts now or the thread is lost.
 		ch.Channel, ch.MessageTS = c.Channel, c.MessageTS
 	}
-	return s.decide(ctx, c, r, ch)
+	if c.Approve {
+		return s.approve(ctx, c, r, ch)
+	}
+	return s.deny(ctx, c, r, ch)
 }
 
 func verbOf(c Click) string {
@@ -132,24 +139,75 @@ func (s *Service) mayDecide(ctx context.Context, c Click, r store.Request) bool 
 	return true
 }
 
-// decide records the decision ch on pending r, tells the card, the thread
-// and the audit log, and starts sending an approved request.
-func (s *Service) decide(ctx context.Context, c Click, r store.Request, ch store.Change) error {
+// decidedFirst tells the clicker that cur (the request as it is now) was
+// decided before their click could count.
+func (s *Service) decidedFirst(ctx context.Context, c Click, r, cur store.Request) {
+	if cur.Channel == "" || cur.MessageTS == "" {
+		cur.Channel, cur.MessageTS = r.Channel, r.MessageTS
+	}
+	if cur.State == store.Expired && cur.DecidedBy == systemActor {
+		// The store expired it on this very call (nothing else would
+		// announce it: the scheduler only sees open requests).
+		s.announceExpired(ctx, cur)
+	}
+	s.ephemeral(ctx, c.Channel, c.User, decidedMessage(cur))
+}
+
+var storeDownClick = msg(txt("The state store is unavailable, nothing was decided; try again shortly."))
+
+// approve adds c.User to pending r's approvers (ch is the approval). The
+// approval that completes the set tells the card, the thread and the audit
+// log and starts sending; one that leaves it incomplete keeps the card
+// pending (Approve stays) and says how many more are needed; a repeated
+// approver counts once and is told so.
+func (s *Service) approve(ctx context.Context, c Click, r store.Request, ch store.Change) error {
+	d, how, err := s.d.Approvals.Approve(ctx, r.ID, ch)
+	if cur, ok := lost(err); ok {
+		s.decidedFirst(ctx, c, r, cur)
+		return nil
+	}
+	switch {
+	case errors.Is(err, store.ErrSelfApproval): // mayDecide refused this already; the store agrees
+		s.refuseClick(ctx, c, r.MachineID, "own request", msg(txt("You cannot approve your own request: another approver must decide (two-person rule).")))
+		return nil
+	case err != nil:
+		s.ephemeral(ctx, c.Channel, c.User, storeDownClick)
+		return fmt.Errorf("approve %s: %w", r.ID, err)
+	}
+	if d.Channel == "" || d.MessageTS == "" {
+		d.Channel, d.MessageTS = r.Channel, r.MessageTS
+	}
+	log := s.logger(ctx)
+	switch how {
+	case store.ApprovalRepeated:
+		s.refuseClick(ctx, c, d.MachineID, "already approved by this approver",
+			msg(txt("You have already approved request "), code(d.ID), txtf("; it needs %d different approvers, so another approver (not the requester) must approve it too.", d.Required())))
+		return nil
+	case store.ApprovalCounted:
+		s.updateCard(ctx, d)
+		s.reply(ctx, d, moreApprovalsMessage(d, c.User, hhmm(d.UpdatedAt)))
+		s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID, Reason: s.approvalReason(d)})
+		log.Info().Int("approvals", len(d.ApprovedBy)).Int("needed", d.Required()).Msg("approval counted; more needed")
+		return nil
+	}
+	s.updateCard(ctx, d)
+	s.reply(ctx, d, approvedMessage(d, c.User, hhmm(d.DecidedAt)))
+	s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID, Reason: s.approvalReason(d)})
+	log.Info().Msg("approved")
+	s.startExecution(d)
+	return nil
+}
+
+// deny records the denial ch on pending r and tells the card, the thread
+// and the audit log.
+func (s *Service) deny(ctx context.Context, c Click, r store.Request, ch store.Change) error {
 	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Pending, ch)
 	if cur, ok := lost(err); ok {
-		if cur.Channel == "" || cur.MessageTS == "" {
-			cur.Channel, cur.MessageTS = r.Channel, r.MessageTS
-		}
-		if cur.State == store.Expired && cur.DecidedBy == systemActor {
-			// The store expired it on this very call (nothing else would
-			// announce it: the scheduler only sees open requests).
-			s.announceExpired(ctx, cur)
-		}
-		s.ephemeral(ctx, c.Channel, c.User, decidedMessage(cur))
+		s.decidedFirst(ctx, c, r, cur)
 		return nil
 	}
 	if err != nil {
-		s.ephemeral(ctx, c.Channel, c.User, msg(txt("The state store is unavailable, nothing was decided; try again shortly.")))
+		s.ephemeral(ctx, c.Channel, c.User, storeDownClick)
 		return fmt.Errorf("decide %s: %w", r.ID, err)
 	}
 	if d.Channel == "" || d.MessageTS == "" {
@@ -157,13 +215,6 @@ func (s *Service) decide(ctx context.Context, c Click, r store.Request, ch store
 	}
 	s.updateCard(ctx, d)
 	log := s.logger(ctx)
-	if c.Approve {
-		s.reply(ctx, d, msg(txt("Approved by "), who(c.User), txtf(" at %s; sending to MDE.", hhmm(d.DecidedAt))))
-		s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventApproved, Actor: c.User, MachineID: d.MachineID, Reason: s.via()})
-		log.Info().Msg("approved")
-		s.startExecution(d)
-		return nil
-	}
 	s.reply(ctx, d, msg(txt("Denied by "), who(c.User), txtf(" at %s; nothing was sent to MDE.", hhmm(d.DecidedAt))))
 	s.audit(ctx, store.Event{RequestID: d.ID, Type: store.EventDenied, Actor: c.User, MachineID: d.MachineID, Reason: s.via()})
 	log.Info().Msg("denied")

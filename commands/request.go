@@ -164,11 +164,15 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 	if !ok {
 		return nil
 	}
+	protected, ok := s.protection(ctx, inv, p, m)
+	if !ok {
+		return nil
+	}
 	ctx = s.logger(ctx).With().Str("machine", m.ID).Logger().WithContext(ctx)
 	if ok, err := s.checkFree(ctx, inv, p, m); !ok {
 		return err
 	}
-	r, err := s.d.Approvals.Create(ctx, newRequest(inv, p, m, s.now().Add(s.cfg.ApprovalTTL)))
+	r, err := s.d.Approvals.Create(ctx, guard(newRequest(inv, p, m, s.now().Add(s.cfg.ApprovalTTL)), protected))
 	var pe *store.PendingError
 	switch {
 	case errors.As(err, &pe):
@@ -186,6 +190,7 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 	created := msg(txt("Request "), code(r.ID), txtf(" (%s of ", commandVerb(r.Command)), code(hostOf(m)), txt(") created by "), who(r.Requester), txt("; approvers: "))
 	created.Spans = append(created.Spans, joinApprovers(s.cfg.Approvers)...)
 	created.Spans = append(created.Spans, txtf("; expires %s.", hhmm(r.ExpiresAt)))
+	created.Spans = append(created.Spans, protectedNote(r)...)
 	s.reply(ctx, r, created)
 	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventCreated, Actor: inv.User, MachineID: r.MachineID,
 		Reason: fmt.Sprintf("%s %s", r.Command, r.IsolationType)})

@@ -201,6 +201,10 @@ func prepareCreate(r Request, now time.Time) (Request, error) {
 	r.CheckAt = r.ExpiresAt
 	r.Version = 1
 	r.DecidedBy, r.DecidedAt = "", time.Time{}
+	r.ApprovedBy = nil
+	if r.Needs < 0 {
+		return Request{}, fmt.Errorf("create request for machine %s: Needs %d is negative", r.MachineID, r.Needs)
+	}
 	return normRequest(r), nil
 }
 

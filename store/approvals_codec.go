@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,6 +31,9 @@ const (
 	fActionID  = "ma"
 	fNote      = "n"
 	fVersion   = "v"
+	fNeeds     = "nd" // approvers needed (absent: one)
+	fProtected = "pr" // why the machine is protected
+	fApproved  = "ap" // distinct approvers so far, comma-separated (Slack ids hold no comma)
 )
 
 // normTime is the precision and zone records are stored with, so a record
@@ -61,7 +65,7 @@ func micros(t time.Time) string {
 
 // encodeRequest returns HSET field/value pairs for the non-empty fields.
 func encodeRequest(r Request) []any {
-	out := make([]any, 0, 38)
+	out := make([]any, 0, 44)
 	add := func(f, v string) {
 		if v != "" {
 			out = append(out, f, v)
@@ -86,6 +90,11 @@ func encodeRequest(r Request) []any {
 	add(fActionID, r.MachineActionID)
 	add(fNote, r.Note)
 	add(fVersion, strconv.FormatInt(r.Version, 10))
+	if r.Needs > 1 {
+		add(fNeeds, strconv.Itoa(r.Needs))
+	}
+	add(fProtected, r.Protected)
+	add(fApproved, strings.Join(r.ApprovedBy, ","))
 	return out
 }
 
@@ -106,6 +115,10 @@ func decodeRequest(id string, m map[string]string) (Request, error) {
 		DecidedBy:       m[fDecidedBy],
 		MachineActionID: m[fActionID],
 		Note:            m[fNote],
+		Protected:       m[fProtected],
+	}
+	if v := m[fApproved]; v != "" {
+		r.ApprovedBy = strings.Split(v, ",")
 	}
 	if r.State == "" {
 		return Request{}, fmt.Errorf("request %s: stored record has no state", id)
@@ -113,6 +126,11 @@ func decodeRequest(id string, m map[string]string) (Request, error) {
 	var err error
 	if r.Version, err = strconv.ParseInt(m[fVersion], 10, 64); err != nil {
 		return Request{}, fmt.Errorf("request %s: stored version %q: %w", id, m[fVersion], err)
+	}
+	if v, ok := m[fNeeds]; ok {
+		if r.Needs, err = strconv.Atoi(v); err != nil {
+			return Request{}, fmt.Errorf("request %s: stored approvers needed %q: %w", id, v, err)
+		}
 	}
 	times := []struct {
 		f string

@@ -30,6 +30,10 @@ func FuzzRequestCodec(f *testing.F) {
 			ID: "r-1", Command: Isolate, MachineID: "m", HostName: host, Comment: comment,
 			State: apStates[int(state)%len(apStates)], DecidedBy: by, DecidedAt: ts, CreatedAt: ts,
 			ExpiresAt: ts.Add(time.Minute), RunAt: ts, CheckAt: ts, Note: comment, Version: version,
+			Needs: 2 * int(state%2), Protected: host, ApprovedBy: []string{"U1", "W2"}[:int(state%3)],
+		}
+		if len(in.ApprovedBy) == 0 {
+			in.ApprovedBy = nil // not stored: decodes as nil
 		}
 		out, err := decodeRequest("r-1", toMap(encodeRequest(in)))
 		if err != nil {

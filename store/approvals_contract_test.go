@@ -16,6 +16,7 @@ type approvalsAPI interface {
 	Create(ctx context.Context, r Request) (Request, error)
 	Get(ctx context.Context, id string) (Request, error)
 	Transition(ctx context.Context, id string, from State, ch Change) (Request, error)
+	Approve(ctx context.Context, id string, ch Change) (Request, Approval, error)
 	ForMachine(ctx context.Context, machineID string) (Request, error)
 	Due(ctx context.Context, limit int) ([]Request, error)
 	FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error)
@@ -121,6 +122,11 @@ var approvalsContract = []struct {
 	{"AuditTrimming", apAuditTrimming},
 	{"AuditRetention", apAuditRetention},
 	{"RetentionExpiresRecords", apRetentionExpiresRecords},
+	{"ApproveSetOfTwo", apApproveSetOfTwo},
+	{"ApproveSingle", apApproveSingle},
+	{"ApproveIncompleteSetNotByTransition", apApproveIncompleteSetNotByTransition},
+	{"ApprovePastExpiresAt", apApprovePastExpiresAt},
+	{"ConcurrentApproversCompleteOnce", apConcurrentApproversCompleteOnce},
 }
 
 // runApprovalsContract runs every case of approvalsContract against the

@@ -42,6 +42,11 @@ if h['s'] ~= from or ARGV[8] ~= '1'
     or (ARGV[4] ~= '0' and tonumber(ARGV[4]) ~= version) then
   return {'conflict', flat}
 end
+-- A request needing several approvers is approved only by approve.lua,
+-- when its set of approvers is complete.
+if from == 'pending' and to == 'approved' and (tonumber(h['nd']) or 1) > 1 then
+  return {'conflict', flat}
+end
 
 local set = {'s', to, 'ua', ARGV[5], 'v', tostring(version + 1)}
 local function put(f, v)

@@ -155,7 +155,8 @@ func (m *MemoryApprovals) Transition(ctx context.Context, id string, from State,
 		m.save(r, now)
 		return Request{}, &ConflictError{Current: r, Want: ch.To}
 	}
-	if r.State != from || !Allowed(from, ch.To) || (ch.IfVersion != 0 && ch.IfVersion != r.Version) {
+	if r.State != from || !Allowed(from, ch.To) || (ch.IfVersion != 0 && ch.IfVersion != r.Version) ||
+		(from == Pending && ch.To == Approved && r.Required() > 1) {
 		return Request{}, &ConflictError{Current: r, Want: ch.To}
 	}
 	if from == Pending && ch.To != Pending {

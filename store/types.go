@@ -89,8 +89,19 @@ type Request struct {
 	CheckAt         time.Time // when a scheduler should look at this non-terminal request again
 	MachineActionID string    // once MDE returned it
 	Note            string    // last error or reason, plain text
-	Version         int64     // incremented by every successful Transition
+	Version         int64     // incremented by every successful Transition or Approve
+	// Needs is how many different approvers, none of them the requester,
+	// must approve (Approve); 0 and 1 both mean one. Set at Create.
+	Needs int
+	// Protected says why the machine is protected (PROTECTED_MACHINES'
+	// matching entry), raw text; set at Create, shown on the card.
+	Protected string
+	// ApprovedBy are the distinct approvers so far, in order (Approve).
+	ApprovedBy []string
 }
+
+// Required is how many different approvers r needs: Needs, at least one.
+func (r Request) Required() int { return max(r.Needs, 1) }
 
 // Change is what a Transition writes besides the new state. Zero fields are
 // left as they are.
@@ -128,6 +139,37 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("request %s is %s, cannot move to %s", e.Current.ID, e.Current.State, e.Want)
+}
+
+// ErrSelfApproval: Approve refused the requester as an approver of their own
+// request (the two-person rule, enforced by the store as well).
+var ErrSelfApproval = errors.New("the requester cannot approve their own request")
+
+// Approval is what an Approve call did.
+type Approval int
+
+const (
+	// ApprovalCounted: the approver was added; more are needed, the
+	// request stays pending.
+	ApprovalCounted Approval = iota + 1
+	// ApprovalRepeated: the approver had approved already; nothing changed
+	// (the same approver twice counts once).
+	ApprovalRepeated
+	// ApprovalComplete: this approval completed the set; the request is
+	// approved. Exactly one Approve call per request returns it.
+	ApprovalComplete
+)
+
+func (a Approval) String() string {
+	switch a {
+	case ApprovalCounted:
+		return "counted"
+	case ApprovalRepeated:
+		return "repeated"
+	case ApprovalComplete:
+		return "complete"
+	}
+	return fmt.Sprintf("Approval(%d)", int(a))
 }
 
 // PendingError: Create refused because the machine already has an open

@@ -194,6 +194,8 @@ func (a *App) build(metrics *ops.Metrics) {
 		PollFor:         cfg.PollFor,
 		GroupCacheTTL:   cfg.GroupCacheTTL,
 		SchedulerEvery:  cfg.SchedulerEvery,
+		Protected:       cfg.ProtectedMachines,
+		ProtectedMode:   cfg.ProtectedMode,
 	}, commands.Deps{
 		Defender:  a.mde.defender,
 		Approvals: ops.InstrumentApprovals(a.store, metrics),

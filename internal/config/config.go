@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/protect"
 )
 
 // Mode says which parts of the configuration are required.
@@ -100,6 +101,12 @@ type Config struct {
 	ApproverUserIDs   []string // APPROVER_USER_IDS
 	AllowedChannelIDs []string // ALLOWED_CHANNEL_IDS; empty: any channel
 
+	// PROTECTED_MACHINES, parsed (protected.go), and as written for
+	// Redacted; PROTECTED_MODE.
+	ProtectedMachines     protect.Set
+	ProtectedMachinesSpec string
+	ProtectedMode         protect.Mode
+
 	RateLimitPerMinute int // RATE_LIMIT_PER_MINUTE: exact calls per minute per MDE API
 	RateLimitPerHour   int // RATE_LIMIT_PER_HOUR: exact calls per hour per MDE API
 
@@ -138,6 +145,8 @@ type raw struct {
 	AllowedUsers    string `env:"ALLOWED_USER_IDS"`
 	Approvers       string `env:"APPROVER_USER_IDS"`
 	AllowedChannels string `env:"ALLOWED_CHANNEL_IDS"`
+	Protected       string `env:"PROTECTED_MACHINES"`
+	ProtectedMode   string `env:"PROTECTED_MODE"`
 
 	PerMinute       int           `env:"RATE_LIMIT_PER_MINUTE"`
 	PerHour         int           `env:"RATE_LIMIT_PER_HOUR"`
@@ -349,6 +358,8 @@ func (c *Config) fill(r raw) Problems {
 	if c.AllowedChannelIDs, msg = idList(r.AllowedChannels, channelIDRe); msg != "" {
 		add("ALLOWED_CHANNEL_IDS", "%s: use channel ids (C… or G…, channel details › About), or leave empty to allow any channel", msg)
 	}
+
+	p = append(p, c.fillProtected(r)...)
 
 	// Numbers and durations.
 	c.RateLimitPerMinute, c.RateLimitPerHour = r.PerMinute, r.PerHour
@@ -562,6 +573,8 @@ func (c Config) Redacted() string {
 	line("ALLOWED_USER_IDS", strings.Join(c.AllowedUserIDs, ","))
 	line("APPROVER_USER_IDS", strings.Join(c.ApproverUserIDs, ","))
 	line("ALLOWED_CHANNEL_IDS", strings.Join(c.AllowedChannelIDs, ","))
+	line("PROTECTED_MACHINES", c.ProtectedMachinesSpec)
+	line("PROTECTED_MODE", c.ProtectedMode)
 	line("RATE_LIMIT_PER_MINUTE", c.RateLimitPerMinute)
 	line("RATE_LIMIT_PER_HOUR", c.RateLimitPerHour)
 	line("APPROVAL_TTL", c.ApprovalTTL)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/soc/isolate-bot/internal/protect"
+
 	"github.com/soc/isolate-bot/defender"
 )
 
@@ -116,6 +118,8 @@ func TestEveryVariable(t *testing.T) {
 		"ALLOWED_USER_IDS":              " U01, W02 ,S03,U01", // spaces trimmed, duplicate dropped
 		"APPROVER_USER_IDS":             "U09,S0MANAGERS",
 		"ALLOWED_CHANNEL_IDS":           "C0SOC,G0PRIV",
+		"PROTECTED_MACHINES":            "dc*.contoso.local, tag:Tier0",
+		"PROTECTED_MODE":                "Refuse",
 		"RATE_LIMIT_PER_MINUTE":         "50",
 		"RATE_LIMIT_PER_HOUR":           "700",
 		"APPROVAL_TTL":                  "30m",
@@ -162,6 +166,8 @@ func TestEveryVariable(t *testing.T) {
 		{"ALLOWED_USER_IDS", strings.Join(c.AllowedUserIDs, ","), "U01,W02,S03"},
 		{"APPROVER_USER_IDS", strings.Join(c.ApproverUserIDs, ","), "U09,S0MANAGERS"},
 		{"ALLOWED_CHANNEL_IDS", strings.Join(c.AllowedChannelIDs, ","), "C0SOC,G0PRIV"},
+		{"PROTECTED_MACHINES", c.ProtectedMachines.Len(), 2},
+		{"PROTECTED_MODE", c.ProtectedMode, protect.Refuse},
 		{"RATE_LIMIT_PER_MINUTE", c.RateLimitPerMinute, 50},
 		{"RATE_LIMIT_PER_HOUR", c.RateLimitPerHour, 700},
 		{"APPROVAL_TTL", c.ApprovalTTL, 30 * time.Minute},

@@ -26,6 +26,7 @@ const (
 	DefaultHTTPAddr        = ":8080"          // HTTP_ADDR
 	DefaultLogLevel        = "info"           // LOG_LEVEL
 	DefaultLogFormat       = "json"           // LOG_FORMAT
+	DefaultProtectedMode   = "two-approvers"  // PROTECTED_MODE (PROTECTED_MACHINES defaults to none)
 	ConsoleLogLevel        = "warn"           // LOG_LEVEL in console mode: a terminal wants warnings only
 	ConsoleLogFormat       = "console"        // LOG_FORMAT in console mode: readable
 )
@@ -165,5 +166,6 @@ func defaultRaw() raw {
 		HTTPAddr:        DefaultHTTPAddr,
 		LogLevel:        DefaultLogLevel,
 		LogFormat:       DefaultLogFormat,
+		ProtectedMode:   DefaultProtectedMode,
 	}
 }

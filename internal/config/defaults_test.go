@@ -36,6 +36,8 @@ func TestPublicDefaults(t *testing.T) {
 		{"HTTP_ADDR", ":8080"},
 		{"LOG_LEVEL", "info"},
 		{"LOG_FORMAT", "json"},
+		{"PROTECTED_MACHINES", ""},
+		{"PROTECTED_MODE", "two-approvers"},
 	} {
 		set, err := Load(lookup(with(minimal(), c.name, c.documented)))
 		if err != nil {

@@ -97,6 +97,7 @@ type Approvals struct {
 	CreateFn        func(ctx context.Context, r store.Request) (store.Request, error)
 	GetFn           func(ctx context.Context, id string) (store.Request, error)
 	TransitionFn    func(ctx context.Context, id string, from store.State, ch store.Change) (store.Request, error)
+	ApproveFn       func(ctx context.Context, id string, ch store.Change) (store.Request, store.Approval, error)
 	ForMachineFn    func(ctx context.Context, machineID string) (store.Request, error)
 	DueFn           func(ctx context.Context, limit int) ([]store.Request, error)
 	FirstDeliveryFn func(ctx context.Context, key string, ttl time.Duration) (bool, error)
@@ -109,6 +110,7 @@ type ApprovalsAPI interface {
 	Create(ctx context.Context, r store.Request) (store.Request, error)
 	Get(ctx context.Context, id string) (store.Request, error)
 	Transition(ctx context.Context, id string, from store.State, ch store.Change) (store.Request, error)
+	Approve(ctx context.Context, id string, ch store.Change) (store.Request, store.Approval, error)
 	ForMachine(ctx context.Context, machineID string) (store.Request, error)
 	Due(ctx context.Context, limit int) ([]store.Request, error)
 	FirstDelivery(ctx context.Context, key string, ttl time.Duration) (bool, error)
@@ -119,7 +121,7 @@ type ApprovalsAPI interface {
 // ApprovalsOver returns an Approvals whose every function calls a.
 func ApprovalsOver(a ApprovalsAPI) *Approvals {
 	return &Approvals{
-		CreateFn: a.Create, GetFn: a.Get, TransitionFn: a.Transition, ForMachineFn: a.ForMachine,
+		CreateFn: a.Create, GetFn: a.Get, TransitionFn: a.Transition, ApproveFn: a.Approve, ForMachineFn: a.ForMachine,
 		DueFn: a.Due, FirstDeliveryFn: a.FirstDelivery, AppendFn: a.Append, HistoryFn: a.History,
 	}
 }
@@ -134,6 +136,10 @@ func (a *Approvals) Get(ctx context.Context, id string) (store.Request, error) {
 
 func (a *Approvals) Transition(ctx context.Context, id string, from store.State, ch store.Change) (store.Request, error) {
 	return a.TransitionFn(ctx, id, from, ch)
+}
+
+func (a *Approvals) Approve(ctx context.Context, id string, ch store.Change) (store.Request, store.Approval, error) {
+	return a.ApproveFn(ctx, id, ch)
 }
 
 func (a *Approvals) ForMachine(ctx context.Context, machineID string) (store.Request, error) {

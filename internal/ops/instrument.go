@@ -196,6 +196,21 @@ func (i *instrumentedApprovals) Transition(ctx context.Context, id string, from 
 	return r, err
 }
 
+// Approve counts the approval that completes a request's set as
+// "approved" (a first of two is no decision yet) and a conflict as
+// "conflict".
+func (i *instrumentedApprovals) Approve(ctx context.Context, id string, ch store.Change) (store.Request, store.Approval, error) {
+	r, how, err := i.Approvals.Approve(ctx, id, ch)
+	var ce *store.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		i.m.Decision(OutcomeConflict)
+	case err == nil && how == store.ApprovalComplete:
+		i.m.Decision(string(store.Approved))
+	}
+	return r, how, err
+}
+
 func (i *instrumentedApprovals) Append(ctx context.Context, e store.Event) error {
 	err := i.Approvals.Append(ctx, e)
 	if e.Type == store.EventClickRefused {
