@@ -251,7 +251,7 @@ func (rd Renderer) outcome(c commands.Card) string {
 		if !r.DecidedAt.IsZero() {
 			at = " at " + hhmm(r.DecidedAt)
 		}
-		return actionIcon(r, *a) + " " + b.String() + " · approved by " + mention(r.DecidedBy) + at + " · MDE action " + code(a.ID)
+		return actionIcon(r, *a) + " " + b.String() + " · Approved by " + mention(r.DecidedBy) + at + " · MDE action " + code(a.ID)
 	}
 	by := mention(r.DecidedBy)
 	at := ""

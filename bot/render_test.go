@@ -178,7 +178,7 @@ func TestRenderCardActionLine(t *testing.T) {
 		card commands.Card
 		want []string
 	}{
-		{"pending", withAction(store.Executing, defender.StatusPending, nil), []string{"is *Pending*", "approved by <@U0BOB>"}},
+		{"pending", withAction(store.Executing, defender.StatusPending, nil), []string{"is *Pending*", "Approved by <@U0BOB>"}},
 		{"succeeded", withAction(store.Done, defender.StatusSucceeded, nil), []string{"`host-42.corp.example` isolated (Full) at 14:42 UTC"}},
 		{"failed", withAction(store.Failed, defender.StatusFailed, func(a *defender.MachineAction) { a.Error = []byte(`"Device is offline"`) }),
 			[]string{"Isolation failed: error: Device is offline"}},

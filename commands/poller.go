@@ -49,8 +49,9 @@ func newPoller(s *Service) *poller {
 }
 
 // ensure starts the poller loop unless it runs. The scheduler calls it on
-// every tick, so a replica that starts (or takes over) finds the followed
-// requests of the deployment.
+// every tick while anything is followed, so a replica that starts (or
+// takes over a dead holder's lease) finds the deployment's followed
+// requests.
 func (p *poller) ensure() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -61,8 +62,10 @@ func (p *poller) ensure() {
 	p.s.goBackground(p.loop)
 }
 
-// loop runs a cycle every PollInterval until Stop, or until nothing is
-// followed (ensure starts it again).
+// loop runs a cycle at once and then every PollInterval while this
+// replica holds the poller lease and something is followed; otherwise it
+// ends (the scheduler's tick starts it again while the followed set is not
+// empty, which is how another replica takes the following over).
 func (p *poller) loop(ctx context.Context) {
 	defer func() {
 		rctx, cancel := afterWork(ctx)
@@ -74,15 +77,15 @@ func (p *poller) loop(ctx context.Context) {
 	t := time.NewTicker(p.s.cfg.PollInterval)
 	defer t.Stop()
 	for {
+		if n, err := p.cycle(ctx); err != nil || n == 0 {
+			p.stop()
+			return
+		}
 		select {
 		case <-p.s.stopped.Done():
 			p.stop()
 			return
 		case <-t.C:
-		}
-		if n, err := p.cycle(ctx); err == nil && n == 0 {
-			p.stop()
-			return
 		}
 	}
 }
@@ -95,18 +98,18 @@ func (p *poller) stop() {
 
 // cycle is one pass: hold the lease, read every followed request due for
 // a read with one batched MDE call, and handle what changed. It returns
-// how many requests are followed.
+// how many requests are followed, 0 when the lease is another replica's.
 func (p *poller) cycle(ctx context.Context) (int, error) {
 	p.cycleMu.Lock()
 	defer p.cycleMu.Unlock()
 	s := p.s
 	held, err := s.follows.HoldLease(ctx, pollerLeaseName, p.holder, s.leases.pollerLease())
 	if err != nil || !held {
-		return 1, err // not ours (or unknown): keep looking, to take over
+		return 0, err
 	}
 	ids, err := s.follows.Followed(ctx)
 	if err != nil {
-		return 1, err
+		return 0, err
 	}
 	now := s.now()
 	var due []store.Request
