@@ -217,7 +217,7 @@ func (rd Renderer) Card(c commands.Card) ([]slack.Block, string) {
 			mrkdwn(":warning: Isolation stays until someone releases it (/unisolate). An offline machine is retried for up to 3 days, then MDE gives up.", maxSectionText)))
 	}
 
-	if line := outcome(r); r.State != store.Pending && line != "" {
+	if line := rd.outcome(c); r.State != store.Pending && line != "" {
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line, maxSectionText)))
 	}
 	bid := safeID(BlockIDPrefix+r.ID, maxID)
@@ -238,8 +238,22 @@ func stateWord(s store.State) string {
 	return esc(string(s))
 }
 
-// outcome is the context line of a decided card.
-func outcome(r store.Request) string {
+// outcome is the context line of a decided card: once MDE has the
+// action, where it stands (commands.Outcome's words, as in the thread)
+// after who approved it.
+func (rd Renderer) outcome(c commands.Card) string {
+	r := c.Request
+	if a := c.Action; a != nil && (r.State == store.Executing || r.State == store.Done || r.State == store.Failed) {
+		var b strings.Builder
+		for _, s := range commands.Outcome(r, a) {
+			b.WriteString(rd.span(s))
+		}
+		at := ""
+		if !r.DecidedAt.IsZero() {
+			at = " at " + hhmm(r.DecidedAt)
+		}
+		return actionIcon(r, *a) + " " + b.String() + " · Approved by " + mention(r.DecidedBy) + at + " · MDE action " + code(a.ID)
+	}
 	by := mention(r.DecidedBy)
 	at := ""
 	if !r.DecidedAt.IsZero() {
@@ -277,6 +291,22 @@ func outcome(r store.Request) string {
 		return ":heavy_multiplication_x: Cancelled by " + by + at + note
 	}
 	return ""
+}
+
+// actionIcon marks where an MDE action stands.
+func actionIcon(r store.Request, a defender.MachineAction) string {
+	switch a.Status {
+	case defender.StatusSucceeded:
+		return ":white_check_mark:"
+	case defender.StatusFailed, defender.StatusTimeOut:
+		return ":x:"
+	case defender.StatusCancelled:
+		return ":heavy_multiplication_x:"
+	}
+	if r.State.Terminal() {
+		return ":grey_question:" // no longer followed
+	}
+	return ":hourglass_flowing_sand:"
 }
 
 // Message renders m: its spans as one mrkdwn section, then the machine

@@ -115,6 +115,20 @@ func TestRenderCardGolden(t *testing.T) {
 		{"card_denied", testCard(store.Denied, func(r *store.Request) { r.DecidedBy = "W0CAROL" })},
 		{"card_expired", testCard(store.Expired, func(r *store.Request) { r.DecidedBy, r.DecidedAt = "system", time.Time{} })},
 		{"card_cancelled", testCard(store.Cancelled, func(r *store.Request) { r.DecidedBy = "U0ALICE" })},
+		{"card_action_pending", withAction(store.Executing, defender.StatusPending, nil)},
+		{"card_action_in_progress", withAction(store.Executing, defender.StatusInProgress, nil)},
+		{"card_action_succeeded", withAction(store.Done, defender.StatusSucceeded, nil)},
+		{"card_action_failed", withAction(store.Failed, defender.StatusFailed, func(a *defender.MachineAction) {
+			a.Error = []byte(`"Device is offline <@U1>"`)
+			a.ErrorHResult = []byte(`-2147024891`)
+			a.TroubleshootInfo = []byte(`{"step":"isolate","detail":"no response"}`)
+		})},
+		{"card_action_timed_out", withAction(store.Failed, defender.StatusTimeOut, nil)},
+		{"card_action_cancelled", withAction(store.Failed, defender.StatusCancelled, func(a *defender.MachineAction) {
+			a.CancellationRequestor = "isolate-bot-app"
+			a.CancellationComment = "Cancelled by @alice (U0ALICE) via Slack [isolate-bot r-7]"
+		})},
+		{"card_action_stopped_following", withAction(store.Failed, defender.StatusPending, nil)},
 		{"card_unknown_machine", func() commands.Card {
 			c := testCard(store.Pending, func(r *store.Request) { r.Comment = "" })
 			c.Machine, c.Approvers = defender.Machine{}, nil
@@ -131,6 +145,61 @@ func TestRenderCardGolden(t *testing.T) {
 			hasButtons := bytes.Contains(got, []byte(ActionApprove))
 			if want := tt.card.Request.State == store.Pending; hasButtons != want {
 				t.Errorf("buttons present = %v, want %v for state %s", hasButtons, want, tt.card.Request.State)
+			}
+		})
+	}
+}
+
+// withAction is a decided card whose MDE action has status, as the
+// follow stage renders it (commands' buttons for that status).
+func withAction(state store.State, status string, mut func(*defender.MachineAction)) commands.Card {
+	c := testCard(state, func(r *store.Request) { r.MachineActionID = "5382f7ea-7557-4ab7-9782-d50480024a4e" })
+	a := &defender.MachineAction{ID: c.Request.MachineActionID, Type: "Isolate", Scope: "Full", Status: status,
+		MachineID: c.Request.MachineID, ComputerDNSName: c.Request.HostName,
+		CreationDateTimeUTC: t0.Add(5 * time.Minute), LastUpdateDateTimeUTC: t0.Add(37 * time.Minute)}
+	if mut != nil {
+		mut(a)
+	}
+	c.Action = a
+	switch status {
+	case defender.StatusPending, defender.StatusInProgress:
+		c.Buttons = []commands.Button{commands.ButtonCancel}
+	case defender.StatusSucceeded:
+		c.Buttons = []commands.Button{commands.ButtonRelease}
+	}
+	return c
+}
+
+// TestRenderCardActionLine: a card whose MDE action is known says where it
+// stands in the words of the thread, and the outcome once final.
+func TestRenderCardActionLine(t *testing.T) {
+	tests := []struct {
+		name string
+		card commands.Card
+		want []string
+	}{
+		{"pending", withAction(store.Executing, defender.StatusPending, nil), []string{"is *Pending*", "Approved by <@U0BOB>"}},
+		{"succeeded", withAction(store.Done, defender.StatusSucceeded, nil), []string{"`host-42.corp.example` isolated (Full) at 14:42 UTC"}},
+		{"failed", withAction(store.Failed, defender.StatusFailed, func(a *defender.MachineAction) { a.Error = []byte(`"Device is offline"`) }),
+			[]string{"Isolation failed: error: Device is offline"}},
+		{"failed without fields", withAction(store.Failed, defender.StatusFailed, nil), []string{"Isolation failed: MDE gave no reason"}},
+		{"timed out", withAction(store.Failed, defender.StatusTimeOut, nil), []string{"Isolation timed out"}},
+		{"cancelled by a person", withAction(store.Failed, defender.StatusCancelled, func(a *defender.MachineAction) {
+			a.CancellationComment = "Cancelled by @alice (U0ALICE) via Slack [isolate-bot r-7]"
+		}), []string{"Isolation cancelled by <@U0ALICE>"}},
+		{"cancelled in MDE", withAction(store.Failed, defender.StatusCancelled, func(a *defender.MachineAction) {
+			a.CancellationRequestor = "soc@contoso.com"
+		}), []string{"Isolation cancelled by soc@contoso.com"}},
+		{"stopped following", withAction(store.Failed, defender.StatusPending, nil), []string{"Stopped following", "still *Pending*"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blocks, _ := Renderer{}.Card(tt.card)
+			got := jsonUnquoted(t, marshal(t, blocks, "-"))
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("card lacks %q:\n%s", w, got)
+				}
 			}
 		})
 	}

@@ -19,8 +19,10 @@ type Config struct {
 	QueueMaxWait    time.Duration // how long an approved request may wait for a rate-limit slot
 	CommandTimeout  time.Duration // per slash command / click work; the transport's per-delivery timeout is the same value
 	CallTimeout     time.Duration // one MDE call (MDE_CALL_TIMEOUT)
-	PollInterval    time.Duration // MachineAction status polling after the POST
-	PollFor         time.Duration // stop following status after this
+	PollInterval    time.Duration // reads of followed MDE actions during their first PollFastFor (and the poller's cycle)
+	PollFastFor     time.Duration // then reads back off, doubling each PollFastFor
+	PollMaxInterval time.Duration // up to one read this often
+	FollowFor       time.Duration // FOLLOW_FOR: stop following an action this long after MDE created it
 	GroupCacheTTL   time.Duration // user-group membership cache
 	SchedulerEvery  time.Duration // scheduler tick (leases are counted in it)
 	Protected       protect.Set   // PROTECTED_MACHINES; the zero Set protects nothing
@@ -40,7 +42,9 @@ func (c Config) check() {
 		{"CommandTimeout", c.CommandTimeout},
 		{"CallTimeout", c.CallTimeout},
 		{"PollInterval", c.PollInterval},
-		{"PollFor", c.PollFor},
+		{"PollFastFor", c.PollFastFor},
+		{"PollMaxInterval", c.PollMaxInterval},
+		{"FollowFor", c.FollowFor},
 		{"GroupCacheTTL", c.GroupCacheTTL},
 		{"SchedulerEvery", c.SchedulerEvery},
 	} {

@@ -23,7 +23,9 @@ func TestConfigRequired(t *testing.T) {
 		{"CommandTimeout", func(c *Config) { c.CommandTimeout = 0 }},
 		{"CallTimeout", func(c *Config) { c.CallTimeout = -time.Second }},
 		{"PollInterval", func(c *Config) { c.PollInterval = 0 }},
-		{"PollFor", func(c *Config) { c.PollFor = 0 }},
+		{"PollFastFor", func(c *Config) { c.PollFastFor = 0 }},
+		{"PollMaxInterval", func(c *Config) { c.PollMaxInterval = 0 }},
+		{"FollowFor", func(c *Config) { c.FollowFor = 0 }},
 		{"GroupCacheTTL", func(c *Config) { c.GroupCacheTTL = 0 }},
 		{"SchedulerEvery", func(c *Config) { c.SchedulerEvery = 0 }},
 	} {

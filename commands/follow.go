@@ -3,27 +3,42 @@ package commands
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
 )
 
-// The follow stage: once MDE has the request's action, its status changes
-// go to the thread until it is final (or PollFor has passed). The request
-// stays executing, leased to the follower (see lease.go), so another
-// replica resumes the following if this one stops.
+// The follow stage: once MDE has the request's action, the request joins
+// the deployment's followed set and the one poller (poller.go) reads its
+// status with every other followed action's, until it is final or
+// FollowFor has passed. Each status change is recorded on the request
+// (its Note, by compare-and-set, so it is announced exactly once), shown
+// on the card and told in one thread reply. The request stays executing,
+// owned by the poller's lease (see lease.go).
 
-// done records the MDE action, tells the thread and follows the action
-// until it is final. status is the HTTP status of our own POST, 0 when
-// found by reconciling.
+// followNote is a followed request's Note: the action and the status last
+// announced. A read whose note differs is a change to announce.
+func followNote(a defender.MachineAction) string {
+	return "MDE action " + a.ID + " " + a.Status
+}
+
+// done records the MDE action, tells the thread and hands the request to
+// the poller. status is the HTTP status of our own POST, 0 when found by
+// reconciling.
 func (s *Service) done(ctx context.Context, r store.Request, a defender.MachineAction, status int) {
 	log := s.logger(ctx).With().Str("action_id", a.ID).Logger()
 	ctx = log.WithContext(ctx)
 	if status != 0 {
 		s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventMDECall, Actor: systemActor, MachineID: r.MachineID, Operation: string(r.Command), StatusCode: status, ActionID: a.ID})
 	}
-	nr, err := s.leases.following(ctx, r, a.ID)
+	// Into the followed set first: a request owned by the poller's lease
+	// must be in it, or nobody would follow it until its CheckAt.
+	enrolled := true
+	if err := s.follows.Follow(ctx, r.ID); err != nil {
+		log.Warn().Err(err).Msg("could not add the request to the followed set; a scheduler enrols it soon")
+		enrolled = false
+	}
+	nr, err := s.leases.following(ctx, r, a, enrolled)
 	if cur, ok := lost(err); ok {
 		log.Warn().Str("state", string(cur.State)).Msg("another replica took this request over; it follows the action")
 		return
@@ -39,107 +54,115 @@ func (s *Service) done(ctx context.Context, r store.Request, a defender.MachineA
 		intro = msg(txtf("Found the MDE %s action for this request: ", a.Type), code(a.ID), txtf(" is %s; nothing was sent again.", a.Status))
 	}
 	intro.Action = &a
+	s.showAction(ctx, r, a)
 	s.reply(ctx, r, intro)
 	log.Info().Msg("MDE action created")
-	s.follow(ctx, r, a)
+	if a.Final() && err == nil {
+		s.finish(ctx, r, a)
+		return
+	}
+	s.poller.ensure()
 }
 
-// resumeFollow carries on following the action of a request taken over
-// from a replica that stopped after MDE accepted it.
+// resumeFollow enrols a request taken over by a scheduler with its action
+// id recorded (its enrolment failed, or it was followed by an older
+// version): the poller reads and announces its status from here on.
 func (s *Service) resumeFollow(ctx context.Context, r store.Request) {
-	s.logger(ctx).Warn().Str("action_id", r.MachineActionID).Msg("took over the following of an MDE action")
-	a, err := s.d.Defender.MachineAction(ctx, r.MachineActionID)
-	if err != nil {
-		s.logger(ctx).Warn().Err(err).Msg("could not read the MDE action to follow; a scheduler retries")
-		if herr := s.leases.handBack(ctx, r, ""); herr != nil {
-			s.logger(ctx).Warn().Err(herr).Msg("could not schedule the retry; the lease expiry will")
+	log := s.logger(ctx).With().Str("action_id", r.MachineActionID).Logger()
+	if err := s.follows.Follow(ctx, r.ID); err != nil {
+		log.Warn().Err(err).Msg("could not enrol the request for following; a scheduler retries")
+		if herr := s.leases.handBack(ctx, r, r.Note); herr != nil {
+			log.Warn().Err(herr).Msg("could not schedule the retry; the lease expiry will")
 		}
 		return
 	}
-	s.reply(ctx, r, msg(txt("Following MDE action "), code(a.ID), txtf(" again after a restart; it is %s.", a.Status)))
-	s.follow(ctx, r, a)
-}
-
-// follow reports the action's status changes in the thread until it is
-// final or PollFor has passed, renewing this replica's lease on the request
-// at every poll, then ends the request.
-func (s *Service) follow(ctx context.Context, r store.Request, a defender.MachineAction) {
-	log := s.logger(ctx).With().Str("action_id", a.ID).Logger()
-	ctx = log.WithContext(ctx)
-	pollCtx, cancel := context.WithTimeout(ctx, s.cfg.PollFor)
-	defer cancel()
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
-	last := a
-	for !last.Final() {
-		select {
-		case <-s.stopped.Done():
-			s.stopFollowing(ctx, r, last, true)
-			return
-		case <-pollCtx.Done():
-			s.stopFollowing(ctx, r, last, ctx.Err() != nil)
-			return
-		case <-t.C:
-		}
-		nr, err := s.leases.renew(pollCtx, r, s.leases.followLease())
-		if cur, ok := lost(err); ok {
-			log.Info().Str("state", string(cur.State)).Msg("another replica follows this action now")
-			return
-		}
-		if err == nil {
-			r = nr
-		}
-		cur, changed := s.poll(pollCtx, last)
-		if !changed {
-			continue
-		}
-		last = cur
-		out := msg(txt("MDE action "), code(cur.ID), txt(" is now "), bold(cur.Status), txt("."))
-		out.Action = &cur
-		s.reply(ctx, r, out)
-		s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventStatus, Actor: systemActor, MachineID: r.MachineID, ActionID: cur.ID, Reason: cur.Status})
+	if _, err := s.leases.enrol(ctx, r); err != nil {
+		log.Warn().Err(err).Msg("could not hand the request to the poller's lease; it follows it anyway")
 	}
-	s.finish(ctx, r, last, "MDE action "+last.ID+" "+last.Status)
-	log.Info().Str("status", last.Status).Msg("MDE action finished")
+	log.Info().Msg("following the MDE action again")
+	s.poller.ensure()
 }
 
-// poll reads the action once; changed when its status moved from last's.
-func (s *Service) poll(ctx context.Context, last defender.MachineAction) (defender.MachineAction, bool) {
-	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	cur, err := s.d.Defender.MachineAction(callCtx, last.ID)
+// observe handles one fresh read a of r's action: a change of status is
+// recorded (exactly one replica wins), shown on the card and told in the
+// thread; a final status ends the request; past followUntil the
+// following stops.
+func (s *Service) observe(ctx context.Context, r store.Request, a defender.MachineAction) {
+	switch {
+	case a.Final():
+		s.finish(ctx, r, a)
+	case followNote(a) != r.Note:
+		nr, err := s.leases.reported(ctx, r, a)
+		if err != nil {
+			s.logger(ctx).Info().Err(err).Str("request_id", r.ID).Msg("status change not recorded; the next cycle tries again")
+			return
+		}
+		s.showAction(ctx, nr, a)
+		out := msg(txt("MDE action "), code(a.ID), txt(" is now "), bold(a.Status), txt("."))
+		out.Action = &a
+		s.reply(ctx, nr, out)
+		s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventStatus, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: a.Status})
+	case s.followUntil(r, a).Before(s.now()):
+		s.stopFollowing(ctx, r, a)
+	}
+}
+
+// stopFollowing ends r once FollowFor has passed and its action is still
+// not final: the card and the thread say so and why.
+func (s *Service) stopFollowing(ctx context.Context, r store.Request, a defender.MachineAction) {
+	why := fmt.Sprintf("stopped following after %s: MDE action %s is still %s", s.cfg.FollowFor, a.ID, a.Status)
+	f, err := s.leases.end(ctx, r, store.Failed, a.ID, why)
 	if err != nil {
-		s.logger(ctx).Warn().Err(err).Msg("could not read action status; will poll again")
-		return last, false
-	}
-	return cur, cur.Status != last.Status
-}
-
-// stopFollowing ends the following of an action that is not final yet:
-// on shutdown the lease runs out and another replica (or this one after a
-// restart) carries on; after PollFor the request ends.
-func (s *Service) stopFollowing(ctx context.Context, r store.Request, last defender.MachineAction, shutdown bool) {
-	tctx, stop := afterWork(ctx)
-	defer stop()
-	if shutdown {
-		s.reply(tctx, r, msg(txtf("The bot is shutting down while following action %s (%s); another replica, or this one after its restart, will carry on.", last.ID, last.Status)))
+		s.logger(ctx).Info().Err(err).Str("request_id", r.ID).Msg("could not end the following; the next cycle tries again")
 		return
 	}
-	s.reply(tctx, r, msg(txtf("Stopped following action %s after %s; it is still %s. Check ", last.ID, s.cfg.PollFor, last.Status), code(UsageStatus), txt(" or the MDE portal.")))
-	s.finish(tctx, r, last, fmt.Sprintf("MDE action %s still %s after %s", last.ID, last.Status, s.cfg.PollFor))
+	s.unfollow(ctx, r.ID)
+	s.showAction(ctx, f, a)
+	out := msg(txtf("Stopped following MDE action %s after %s; it is still %s. Check ", a.ID, s.cfg.FollowFor, a.Status), code(UsageStatus), txt(" or the MDE portal."))
+	out.Action = &a
+	s.reply(ctx, f, out)
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventFailed, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: why})
 }
 
-// finish ends r, which we own, once its MDE action is final (or no longer
-// followed).
-func (s *Service) finish(ctx context.Context, r store.Request, a defender.MachineAction, note string) {
+// finish ends r, which the poller (or the sender) owns, once its MDE
+// action is final: the card shows the outcome and the thread hears it once.
+func (s *Service) finish(ctx context.Context, r store.Request, a defender.MachineAction) {
 	to, typ := store.Done, store.EventDone
-	switch a.Status {
-	case defender.StatusFailed, defender.StatusTimeOut, defender.StatusCancelled:
+	if a.Status != defender.StatusSucceeded {
 		to, typ = store.Failed, store.EventFailed
 	}
-	if _, err := s.leases.end(ctx, r, to, a.ID, note); err != nil {
-		s.logger(ctx).Warn().Err(err).Msg("could not record the end of the request; a scheduler will look again")
+	f, err := s.leases.end(ctx, r, to, a.ID, followNote(a))
+	if cur, ok := lost(err); ok && cur.State.Terminal() {
+		s.unfollow(ctx, r.ID) // another replica finished it
 		return
 	}
-	s.audit(ctx, store.Event{RequestID: r.ID, Type: typ, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: note})
+	if err != nil {
+		s.logger(ctx).Info().Err(err).Str("request_id", r.ID).Msg("could not record the end of the request; the next cycle tries again")
+		return
+	}
+	s.unfollow(ctx, r.ID)
+	s.showAction(ctx, f, a)
+	out := msg(Outcome(f, &a)...)
+	out.Spans = append(out.Spans, txt(" (MDE action "), code(a.ID), txt(")."))
+	out.Action = &a
+	s.reply(ctx, f, out)
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventStatus, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: a.Status})
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: typ, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID, Reason: followNote(a)})
+	s.logger(ctx).Info().Str("request_id", r.ID).Str("status", a.Status).Msg("MDE action finished")
+}
+
+func (s *Service) unfollow(ctx context.Context, id string) {
+	if err := s.follows.Unfollow(ctx, id); err != nil {
+		s.logger(ctx).Warn().Err(err).Str("request_id", id).Msg("could not leave the followed set; the poller drops it once it sees the request ended")
+	}
+}
+
+// showAction re-renders r's card with its action as just read.
+func (s *Service) showAction(ctx context.Context, r store.Request, a defender.MachineAction) {
+	if r.MessageTS == "" || r.Channel == "" {
+		return
+	}
+	if err := s.d.Messenger.UpdateCard(ctx, r.Channel, r.MessageTS, s.card(r, defender.Machine{}, &a)); err != nil {
+		s.logger(ctx).Error().Err(err).Str("request_id", r.ID).Msg("could not update the request card")
+	}
 }

@@ -3,16 +3,16 @@ package commands
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/soc/isolate-bot/store"
 )
 
-// Shutting down while an MDE action is still being followed leaves the
-// request executing for another replica, and says so in the thread, so the
-// audit trail does not just fall silent.
+// Shutting down while an MDE action is followed leaves the request
+// executing and in the deployment's followed set, and releases the poller
+// lease so another replica follows at once; the thread hears nothing (the
+// following is the deployment's, not this replica's).
 func TestStopWhileFollowing(t *testing.T) {
 	e := newEnv(t)
 	r := e.request()
@@ -24,9 +24,14 @@ func TestStopWhileFollowing(t *testing.T) {
 	if got := e.get(r.ID); got.State != store.Executing {
 		t.Fatalf("request %s after the shutdown, want executing", got.State)
 	}
-	replies := e.rec.replyTexts()
-	if len(replies) != before+1 || !strings.Contains(replies[len(replies)-1], "shutting down") {
-		t.Fatalf("thread %q; want one shutdown note", replies)
+	if ids, _ := e.mem.Followed(context.Background()); !slices.Equal(ids, []string{r.ID}) {
+		t.Fatalf("followed %v after the shutdown, want [%s]", ids, r.ID)
+	}
+	if held, _ := e.mem.HoldLease(context.Background(), pollerLeaseName, "another replica", time.Minute); !held {
+		t.Fatal("the stopped replica kept the poller lease")
+	}
+	if replies := e.rec.replyTexts(); len(replies) != before {
+		t.Fatalf("thread %q after the shutdown; want no new reply", replies[before:])
 	}
 }
 

@@ -68,16 +68,18 @@ type env struct {
 
 func testConfig() Config {
 	return Config{
-		AllowedUsers:   []string{analyst, socGroup},
-		Approvers:      []string{boss, boss2},
-		ApprovalTTL:    time.Hour,
-		QueueMaxWait:   2 * time.Hour,
-		CommandTimeout: 5 * time.Second,
-		CallTimeout:    5 * time.Second,
-		PollInterval:   5 * time.Millisecond,
-		PollFor:        5 * time.Second,
-		GroupCacheTTL:  config.DefaultGroupCacheTTL,
-		SchedulerEvery: 10 * time.Millisecond,
+		AllowedUsers:    []string{analyst, socGroup},
+		Approvers:       []string{boss, boss2},
+		ApprovalTTL:     time.Hour,
+		QueueMaxWait:    2 * time.Hour,
+		CommandTimeout:  5 * time.Second,
+		CallTimeout:     5 * time.Second,
+		PollInterval:    5 * time.Millisecond,
+		PollFastFor:     10 * time.Minute,
+		PollMaxInterval: 5 * time.Minute,
+		FollowFor:       72 * time.Hour,
+		GroupCacheTTL:   config.DefaultGroupCacheTTL,
+		SchedulerEvery:  10 * time.Millisecond,
 	}
 }
 

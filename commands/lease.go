@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -20,12 +21,24 @@ import (
 //	executing, before POST    the claimer, renewing per try   now + callLease; queued: RunAt + callLease
 //	executing, backing off    the sender, until its next try  RunAt (next try) + callLease; Note counts tries
 //	executing, reconciling    the sender, up to a minute      RunAt (last look) + callLease
-//	executing, after POST     the follower, renewing per poll now + followLease
+//	executing, after POST     the poller lease's holder       now + FollowFor + pollerLease (a safety net)
 //	handed back (retry)       whichever scheduler comes next  now + retrySoon
 //
 // A taker-over of an executing request without an action id reconciles
 // with MDE (the request's marker) before any call; one with an action id
-// resumes following it. Every write by an owner (claim, renew, take over,
+// enrols it for following again.
+//
+// Following is owned by one lease for the whole deployment, not one per
+// request: once MDE has the action, the request joins the store's followed
+// set and its CheckAt moves to after FollowFor, so no scheduler takes it.
+// The replica holding the poller lease (store HoldLease "poller", for
+// pollerLease, renewed every cycle) reads and ends every followed request;
+// when it dies its lease runs out and the next replica whose poller loop
+// holds it carries on from the store (the set, and each request's Note:
+// the status last announced). Its writes are compare-and-sets on the
+// request's version like every owner's, so two pollers overlapping for a
+// moment announce each change once. CheckAt is only the safety net for a
+// request that left the set: a scheduler then enrols it again. Every write by an owner (claim, renew, take over,
 // hand back, end) is a compare-and-set on the request's version, so a
 // replica whose lease ran out cannot overwrite the new owner's work: its
 // write fails with *store.ConflictError and it stops. Pending requests
@@ -48,9 +61,15 @@ func newLeases(cfg Config, a Approvals, now func() time.Time) *leases {
 // timeout, and as much again for recording its outcome.
 func (l *leases) callLease() time.Duration { return 2 * l.cfg.CallTimeout }
 
-// followLease is how long a follower's claim lasts between two status
-// polls: one poll interval plus a call.
-func (l *leases) followLease() time.Duration { return l.cfg.PollInterval + l.callLease() }
+// pollerLease is how long the poller lease lasts between two cycles: two
+// poll intervals and a call, so one slow cycle does not hand it on.
+func (l *leases) pollerLease() time.Duration { return 2*l.cfg.PollInterval + l.callLease() }
+
+// followedUntil is a followed request's CheckAt: past FollowFor, when the
+// poller has ended it, so a scheduler only sees it if the poller never did.
+func (l *leases) followedUntil() time.Time {
+	return l.now().Add(l.cfg.FollowFor + l.pollerLease())
+}
 
 // retrySoon is how long a handed-back request waits: about two scheduler
 // ticks, so any replica (this one included) resumes it promptly.
@@ -93,11 +112,27 @@ func (l *leases) holdForRetry(ctx context.Context, r store.Request, at time.Time
 	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, RunAt: at, CheckAt: at.Add(l.callLease()), Note: note})
 }
 
-// following records the MDE action r created and keeps r ours while we
-// follow it.
-func (l *leases) following(ctx context.Context, r store.Request, actionID string) (store.Request, error) {
+// following records the MDE action r created, and its status, and hands
+// r to the poller lease when it is in the followed set (enrolled); else a
+// scheduler enrols it soon.
+func (l *leases) following(ctx context.Context, r store.Request, a defender.MachineAction, enrolled bool) (store.Request, error) {
+	check := l.followedUntil()
+	if !enrolled {
+		check = l.now().Add(l.retrySoon())
+	}
 	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version,
-		MachineActionID: actionID, CheckAt: l.now().Add(l.followLease()), Note: "MDE action " + actionID})
+		MachineActionID: a.ID, CheckAt: check, Note: followNote(a)})
+}
+
+// enrol hands r, now in the followed set, to the poller lease.
+func (l *leases) enrol(ctx context.Context, r store.Request) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, CheckAt: l.followedUntil()})
+}
+
+// reported records a's new status on r (the poller's write): exactly one
+// poller wins, and only it announces the change.
+func (l *leases) reported(ctx context.Context, r store.Request, a defender.MachineAction) (store.Request, error) {
+	return l.approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing, IfVersion: r.Version, Note: followNote(a)})
 }
 
 // handBack gives r back to the schedulers, to be resumed after retrySoon

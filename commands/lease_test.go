@@ -36,7 +36,16 @@ func TestLeaseProtocol(t *testing.T) {
 		{"renew", func(r store.Request) (store.Request, error) { return l.renew(ctx, r, l.callLease()) }, now.Add(l.callLease())},
 		{"hold until a slot", func(r store.Request) (store.Request, error) { return l.holdUntil(ctx, r, at) }, at.Add(l.callLease())},
 		{"take over", func(r store.Request) (store.Request, error) { return l.takeOver(ctx, r) }, now.Add(l.callLease())},
-		{"follow", func(r store.Request) (store.Request, error) { return l.following(ctx, r, "act-1") }, now.Add(l.followLease())},
+		{"follow", func(r store.Request) (store.Request, error) {
+			return l.following(ctx, r, defender.MachineAction{ID: "act-1", Status: defender.StatusPending}, true)
+		}, now.Add(e.cfg.FollowFor + l.pollerLease())},
+		{"follow, not enrolled", func(r store.Request) (store.Request, error) {
+			return l.following(ctx, r, defender.MachineAction{ID: "act-1", Status: defender.StatusPending}, false)
+		}, now.Add(l.retrySoon())},
+		{"enrol", func(r store.Request) (store.Request, error) { return l.enrol(ctx, r) }, now.Add(e.cfg.FollowFor + l.pollerLease())},
+		{"report a status", func(r store.Request) (store.Request, error) {
+			return l.reported(ctx, r, defender.MachineAction{ID: "act-1", Status: defender.StatusInProgress})
+		}, now.Add(e.cfg.FollowFor + l.pollerLease())},
 		{"hand back", func(r store.Request) (store.Request, error) {
 			if err := l.handBack(ctx, r, "why"); err != nil {
 				return r, err
@@ -76,7 +85,7 @@ func TestStaleOwnerCannotEnd(t *testing.T) {
 	}{
 		{"fail", func(s *Service, r store.Request) { s.fail(context.Background(), r, "stale owner gives up", nil, nil) }},
 		{"finish", func(s *Service, r store.Request) {
-			s.finish(context.Background(), r, defender.MachineAction{ID: "act-1", Status: defender.StatusSucceeded}, "done")
+			s.finish(context.Background(), r, defender.MachineAction{ID: "act-1", Status: defender.StatusSucceeded})
 		}},
 		{"retry later", func(s *Service, r store.Request) { s.retryLater(context.Background(), r, "stale owner's retry") }},
 	}

@@ -18,6 +18,9 @@ const dueBatch = 50
 // (exactly one replica wins each, and a taken-over request is reconciled
 // with MDE before any call).
 func (s *Service) Tick(ctx context.Context) error {
+	if ids, err := s.follows.Followed(ctx); err == nil && len(ids) > 0 {
+		s.poller.ensure() // follows them if this replica holds (or takes) the poller lease
+	}
 	due, err := s.d.Approvals.Due(ctx, dueBatch)
 	if err != nil {
 		return fmt.Errorf("scheduler: list due requests: %w", err)

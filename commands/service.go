@@ -20,6 +20,10 @@ type Deps struct {
 	Messenger Messenger
 	Directory Directory // may be nil when no S… group ids are configured
 	Throttle  Throttle  // counts refusals per user (throttle.go); nil: no throttle
+	// Follows is the followed set and the poller lease (poller.go), shared
+	// by every replica. Nil: Approvals' own when it has them (both stores
+	// do), else a process-local memory twin (one replica only).
+	Follows Follows
 	// Transport names where people decide ("Slack", "console"): it marks
 	// decisions in the audit trail and the MDE comment. Default "Slack".
 	Transport string
@@ -54,11 +58,13 @@ type Click struct {
 // concurrent use; several Services (replicas) may share one store and never
 // send the same request to MDE twice.
 type Service struct {
-	cfg    Config
-	d      Deps
-	now    func() time.Time
-	log    zerolog.Logger
-	leases *leases // who owns which request, for how long: see lease.go
+	cfg     Config
+	d       Deps
+	now     func() time.Time
+	log     zerolog.Logger
+	leases  *leases // who owns which request, for how long: see lease.go
+	follows Follows
+	poller  *poller // follows every followed MDE action: see poller.go
 
 	// bg carries background work (executions, status followers): detached
 	// from the triggering command's ctx and cancelled only by Abort, so an
@@ -83,20 +89,34 @@ func New(cfg Config, deps Deps) *Service {
 	if deps.Transport == "" {
 		deps.Transport = "Slack"
 	}
+	if deps.Follows == nil {
+		deps.Follows = followsOf(deps.Approvals)
+	}
 	bg, abort := context.WithCancel(context.Background())
 	stopped, stop := context.WithCancel(context.Background())
-	return &Service{
+	s := &Service{
 		cfg:     cfg,
 		d:       deps,
 		now:     deps.Now,
 		log:     deps.Logger,
 		leases:  newLeases(cfg, deps.Approvals, deps.Now),
+		follows: deps.Follows,
 		bg:      bg,
 		abortBg: abort,
 		stopped: stopped,
 		stop:    stop,
 		groups:  map[string]groupHit{},
 	}
+	s.poller = newPoller(s)
+	return s
+}
+
+// followsOf is a's own Follows, else a process-local one.
+func followsOf(a Approvals) Follows {
+	if f, ok := a.(Follows); ok {
+		return f
+	}
+	return store.NewMemoryApprovals(store.ApprovalsConfig{Prefix: "local", Retention: time.Hour, AuditMaxLen: 1})
 }
 
 // Config returns the Service's configuration.

@@ -33,6 +33,10 @@ type Simulator struct {
 	Gate          Gate          // optional; Admit is called once per simulated HTTP call without a Slot
 	PendingFor    time.Duration // time an action stays Pending; default 2s
 	CompleteAfter time.Duration // time from creation to Succeeded; default 5s
+	// Outcome, when set, rewrites an action once CompleteAfter has passed,
+	// so a test scripts Failed (with MDE's error fields) or TimeOut; nil:
+	// Succeeded.
+	Outcome func(MachineAction) MachineAction
 
 	now      func() time.Time
 	mu       sync.Mutex
@@ -157,6 +161,9 @@ func (s *Simulator) view(sa *simAction, now time.Time) MachineAction {
 		a.Status, a.LastUpdateDateTimeUTC = StatusInProgress, created.Add(s.PendingFor)
 	default:
 		a.Status, a.LastUpdateDateTimeUTC = StatusSucceeded, created.Add(s.CompleteAfter)
+		if s.Outcome != nil {
+			a = s.Outcome(a)
+		}
 	}
 	return a
 }

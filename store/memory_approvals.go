@@ -29,6 +29,8 @@ type MemoryApprovals struct {
 	perReq   map[string]*memAudit
 	lastMS   int64 // last audit entry id, to make ids increase like XADD's
 	lastSeq  int64
+	followed map[string]bool     // followed request ids (memory_follow.go)
+	leases   map[string]memLease // named leases (memory_follow.go)
 }
 
 type memRecord struct {

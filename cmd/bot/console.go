@@ -37,7 +37,7 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 		}
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
-	cfg.PollInterval, cfg.PollFor, cfg.SchedulerEvery = scale(cfg.PollInterval), scale(cfg.PollFor), scale(cfg.SchedulerEvery)
+	cfg.PollInterval, cfg.SchedulerEvery = scale(cfg.PollInterval), scale(cfg.SchedulerEvery)
 	drain := scale(cfg.ConsoleDrain)
 
 	log := app.NewLogger(cfg.LogLevel, cfg.LogFormat, stderr)

@@ -90,6 +90,7 @@ func (o Options) withClock() Options {
 type stateStore interface {
 	commands.Approvals
 	commands.Throttle
+	commands.Follows
 	Ping(ctx context.Context) error
 	Pending(ctx context.Context) (int, error)
 }
@@ -191,7 +192,9 @@ func (a *App) build(metrics *ops.Metrics) {
 		CommandTimeout:  cfg.CommandTimeout,
 		CallTimeout:     cfg.MDECallTimeout,
 		PollInterval:    cfg.PollInterval,
-		PollFor:         cfg.PollFor,
+		PollFastFor:     cfg.PollFastFor,
+		PollMaxInterval: cfg.PollMaxInterval,
+		FollowFor:       cfg.FollowFor,
 		GroupCacheTTL:   cfg.GroupCacheTTL,
 		SchedulerEvery:  cfg.SchedulerEvery,
 		Protected:       cfg.ProtectedMachines,
@@ -203,6 +206,7 @@ func (a *App) build(metrics *ops.Metrics) {
 		Messenger: msg,
 		Directory: dir,
 		Throttle:  a.store,
+		Follows:   a.store,
 		Transport: transport,
 		Logger:    a.log,
 		Now:       o.Now,

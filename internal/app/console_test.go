@@ -26,7 +26,7 @@ func consoleConfig(t *testing.T, env map[string]string) config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.PollInterval, cfg.PollFor, cfg.SchedulerEvery = 5*time.Millisecond, 10*time.Second, time.Millisecond
+	cfg.PollInterval, cfg.SchedulerEvery = 5*time.Millisecond, time.Millisecond
 	return cfg
 }
 

@@ -114,6 +114,7 @@ type Config struct {
 	AuditRetention  time.Duration // AUDIT_RETENTION
 	QueueMaxWait    time.Duration // QUEUE_MAX_WAIT
 	MDECallTimeout  time.Duration // MDE_CALL_TIMEOUT: one MDE call; a replica takes over another's stalled call after twice this
+	FollowFor       time.Duration // FOLLOW_FOR: how long after its creation an MDE action is followed
 	Workers         int           // WORKERS
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
 
@@ -154,6 +155,7 @@ type raw struct {
 	AuditRetention  time.Duration `env:"AUDIT_RETENTION"`
 	QueueMaxWait    time.Duration `env:"QUEUE_MAX_WAIT"`
 	MDECallTimeout  time.Duration `env:"MDE_CALL_TIMEOUT"`
+	FollowFor       time.Duration `env:"FOLLOW_FOR"`
 	Workers         int           `env:"WORKERS"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
 	HTTPAddr        string        `env:"HTTP_ADDR"`
@@ -377,13 +379,14 @@ func (c *Config) fill(r raw) Problems {
 	}
 	c.ApprovalTTL, c.AuditRetention = r.ApprovalTTL, r.AuditRetention
 	c.QueueMaxWait, c.ShutdownTimeout, c.MDECallTimeout = r.QueueMaxWait, r.ShutdownTimeout, r.MDECallTimeout
+	c.FollowFor = r.FollowFor
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
 		{"APPROVAL_TTL", r.ApprovalTTL}, {"AUDIT_RETENTION", r.AuditRetention},
 		{"QUEUE_MAX_WAIT", r.QueueMaxWait}, {"SHUTDOWN_TIMEOUT", r.ShutdownTimeout},
-		{"MDE_CALL_TIMEOUT", r.MDECallTimeout},
+		{"MDE_CALL_TIMEOUT", r.MDECallTimeout}, {"FOLLOW_FOR", r.FollowFor},
 	} {
 		if d.v <= 0 {
 			add(d.name, "must be a positive duration, e.g. 90s, 15m or 1h")
@@ -581,6 +584,7 @@ func (c Config) Redacted() string {
 	line("AUDIT_RETENTION", c.AuditRetention)
 	line("QUEUE_MAX_WAIT", c.QueueMaxWait)
 	line("MDE_CALL_TIMEOUT", c.MDECallTimeout)
+	line("FOLLOW_FOR", c.FollowFor)
 	line("WORKERS", c.Workers)
 	line("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	line("HTTP_ADDR", c.HTTPAddr)

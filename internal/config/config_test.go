@@ -87,6 +87,7 @@ func TestDefaults(t *testing.T) {
 		{"AUDIT_RETENTION", c.AuditRetention, DefaultAuditRetention},
 		{"QUEUE_MAX_WAIT", c.QueueMaxWait, DefaultQueueMaxWait},
 		{"MDE_CALL_TIMEOUT", c.MDECallTimeout, DefaultMDECallTimeout},
+		{"FOLLOW_FOR", c.FollowFor, DefaultFollowFor},
 		{"WORKERS", c.Workers, DefaultWorkers},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, DefaultShutdownTimeout},
 		{"HTTP_ADDR", c.HTTPAddr, DefaultHTTPAddr},
@@ -126,6 +127,7 @@ func TestEveryVariable(t *testing.T) {
 		"AUDIT_RETENTION":               "2160h",
 		"QUEUE_MAX_WAIT":                "10m",
 		"MDE_CALL_TIMEOUT":              "7s",
+		"FOLLOW_FOR":                    "24h",
 		"WORKERS":                       "4",
 		"SHUTDOWN_TIMEOUT":              "5s",
 		"HTTP_ADDR":                     "127.0.0.1:9090",
@@ -174,6 +176,7 @@ func TestEveryVariable(t *testing.T) {
 		{"AUDIT_RETENTION", c.AuditRetention, 2160 * time.Hour},
 		{"QUEUE_MAX_WAIT", c.QueueMaxWait, 10 * time.Minute},
 		{"MDE_CALL_TIMEOUT", c.MDECallTimeout, 7 * time.Second},
+		{"FOLLOW_FOR", c.FollowFor, 24 * time.Hour},
 		{"WORKERS", c.Workers, 4},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 5 * time.Second},
 		{"HTTP_ADDR", c.HTTPAddr, "127.0.0.1:9090"},
@@ -346,6 +349,7 @@ func TestAllProblemsAtOnce(t *testing.T) {
 		"AUDIT_RETENTION":       "-1h",
 		"QUEUE_MAX_WAIT":        "0s",
 		"MDE_CALL_TIMEOUT":      "-1s",
+		"FOLLOW_FOR":            "0s",
 		"WORKERS":               "-2",
 		"SHUTDOWN_TIMEOUT":      "soon",
 		"HTTP_ADDR":             "8080",
@@ -368,7 +372,7 @@ func TestAllProblemsAtOnce(t *testing.T) {
 		"AZURE_AUTHORITY_HOST", "DEFENDER_API_URL", "DEFENDER_SCOPE", "DEFENDER_SIMULATE",
 		"REDIS_URL", "REDIS_PREFIX", "ALLOWED_USER_IDS", "APPROVER_USER_IDS", "ALLOWED_CHANNEL_IDS",
 		"RATE_LIMIT_PER_MINUTE", "RATE_LIMIT_PER_HOUR", "APPROVAL_TTL", "AUDIT_RETENTION",
-		"QUEUE_MAX_WAIT", "MDE_CALL_TIMEOUT", "WORKERS", "SHUTDOWN_TIMEOUT", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT",
+		"QUEUE_MAX_WAIT", "MDE_CALL_TIMEOUT", "FOLLOW_FOR", "WORKERS", "SHUTDOWN_TIMEOUT", "HTTP_ADDR", "LOG_LEVEL", "LOG_FORMAT",
 	} {
 		if !slices.Contains(ps.Vars(), name) {
 			t.Errorf("no problem reported for %s", name)

@@ -21,6 +21,7 @@ const (
 	DefaultAuditRetention  = 720 * time.Hour  // AUDIT_RETENTION (30 days)
 	DefaultQueueMaxWait    = 2 * time.Hour    // QUEUE_MAX_WAIT
 	DefaultMDECallTimeout  = 30 * time.Second // MDE_CALL_TIMEOUT
+	DefaultFollowFor       = 72 * time.Hour   // FOLLOW_FOR: MDE's retry window for offline devices
 	DefaultWorkers         = 16               // WORKERS
 	DefaultShutdownTimeout = 25 * time.Second // SHUTDOWN_TIMEOUT
 	DefaultHTTPAddr        = ":8080"          // HTTP_ADDR
@@ -33,13 +34,18 @@ const (
 
 // Defaults of the fixed values (no environment variable; see Fixed).
 const (
-	DefaultCommandTimeout       = 20 * time.Second
-	DefaultCommandQueue         = 256
-	DefaultClickWorkers         = 4
-	DefaultClickQueue           = 64
-	DefaultDedupTTL             = time.Hour
-	DefaultPollInterval         = 30 * time.Second
-	DefaultPollFor              = 30 * time.Minute
+	DefaultCommandTimeout = 20 * time.Second
+	DefaultCommandQueue   = 256
+	DefaultClickWorkers   = 4
+	DefaultClickQueue     = 64
+	DefaultDedupTTL       = time.Hour
+	// Followed MDE actions are read every DefaultPollInterval during their
+	// first DefaultPollFastFor (a change reaches the card within 15 s), then
+	// twice as long for each further DefaultPollFastFor, up to
+	// DefaultPollMaxInterval; one batched read covers every due action.
+	DefaultPollInterval         = 10 * time.Second
+	DefaultPollFastFor          = 10 * time.Minute
+	DefaultPollMaxInterval      = 5 * time.Minute
 	DefaultSchedulerEvery       = 5 * time.Second
 	DefaultGroupCacheTTL        = 5 * time.Minute
 	DefaultRateLimitMinute      = 61 * time.Second   // 60 s plus 1 s against clock jitter and network delay
@@ -66,7 +72,6 @@ const (
 // seconds (the simulator takes 5 s).
 const (
 	ConsolePollInterval   = time.Second
-	ConsolePollFor        = 2 * time.Minute
 	ConsoleSchedulerEvery = time.Second
 )
 
@@ -79,15 +84,16 @@ type Fixed struct {
 	// delivery to its last reply: the Slack runner's per-delivery deadline
 	// and the commands service's own are this one value. An approved MDE
 	// call runs in the background, outside it.
-	CommandTimeout time.Duration
-	CommandQueue   int           // slash commands waiting for one of WORKERS
-	ClickWorkers   int           // button clicks' own workers, so a command flood never delays an Approve
-	ClickQueue     int           // button clicks waiting for a click worker
-	DedupTTL       time.Duration // how long a Slack delivery id is remembered (Slack redelivers within minutes)
-	PollInterval   time.Duration // reads of an MDE action's status while following it
-	PollFor        time.Duration // how long an MDE action is followed
-	SchedulerEvery time.Duration // scheduler pass: expiries, queued and stranded requests
-	GroupCacheTTL  time.Duration // Slack user-group membership cache
+	CommandTimeout  time.Duration
+	CommandQueue    int           // slash commands waiting for one of WORKERS
+	ClickWorkers    int           // button clicks' own workers, so a command flood never delays an Approve
+	ClickQueue      int           // button clicks waiting for a click worker
+	DedupTTL        time.Duration // how long a Slack delivery id is remembered (Slack redelivers within minutes)
+	PollInterval    time.Duration // the poller's cycle: reads of a followed MDE action during its first PollFastFor
+	PollFastFor     time.Duration // then reads back off, doubling every PollFastFor
+	PollMaxInterval time.Duration // up to one read this often
+	SchedulerEvery  time.Duration // scheduler pass: expiries, queued and stranded requests
+	GroupCacheTTL   time.Duration // Slack user-group membership cache
 
 	// RateLimitMinute and RateLimitHour are the limiter's windows: MDE's
 	// minute and hour widened by a margin; the counts never shrink.
@@ -120,7 +126,8 @@ func DefaultFixed() Fixed {
 		ClickQueue:            DefaultClickQueue,
 		DedupTTL:              DefaultDedupTTL,
 		PollInterval:          DefaultPollInterval,
-		PollFor:               DefaultPollFor,
+		PollFastFor:           DefaultPollFastFor,
+		PollMaxInterval:       DefaultPollMaxInterval,
 		SchedulerEvery:        DefaultSchedulerEvery,
 		GroupCacheTTL:         DefaultGroupCacheTTL,
 		RateLimitMinute:       DefaultRateLimitMinute,
@@ -142,7 +149,7 @@ func DefaultFixed() Fixed {
 // consoleFixed is DefaultFixed with the console's quicker timings.
 func consoleFixed() Fixed {
 	f := DefaultFixed()
-	f.PollInterval, f.PollFor, f.SchedulerEvery = ConsolePollInterval, ConsolePollFor, ConsoleSchedulerEvery
+	f.PollInterval, f.SchedulerEvery = ConsolePollInterval, ConsoleSchedulerEvery
 	return f
 }
 
@@ -161,6 +168,7 @@ func defaultRaw() raw {
 		AuditRetention:  DefaultAuditRetention,
 		QueueMaxWait:    DefaultQueueMaxWait,
 		MDECallTimeout:  DefaultMDECallTimeout,
+		FollowFor:       DefaultFollowFor,
 		Workers:         DefaultWorkers,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		HTTPAddr:        DefaultHTTPAddr,

@@ -107,12 +107,12 @@ func TestFixedValues(t *testing.T) {
 	if bot.Fixed != DefaultFixed() {
 		t.Errorf("bot fixed values %+v, want DefaultFixed %+v", bot.Fixed, DefaultFixed())
 	}
-	if bot.CommandTimeout != 20*time.Second || bot.PollInterval != 30*time.Second || bot.ReadyCheckTimeout >= time.Second {
-		t.Errorf("bot: command timeout %s, poll interval %s, readiness check %s; the README documents 20s, 30s and under 1s",
+	if bot.CommandTimeout != 20*time.Second || bot.PollInterval != 10*time.Second || bot.ReadyCheckTimeout >= time.Second {
+		t.Errorf("bot: command timeout %s, poll interval %s, readiness check %s; the README documents 20s, 10s and under 1s",
 			bot.CommandTimeout, bot.PollInterval, bot.ReadyCheckTimeout)
 	}
-	if con.PollInterval != ConsolePollInterval || con.SchedulerEvery != ConsoleSchedulerEvery || con.PollFor != ConsolePollFor {
-		t.Errorf("console timings: poll %s every %s, scheduler %s", con.PollFor, con.PollInterval, con.SchedulerEvery)
+	if con.PollInterval != ConsolePollInterval || con.SchedulerEvery != ConsoleSchedulerEvery {
+		t.Errorf("console timings: poll every %s, scheduler %s", con.PollInterval, con.SchedulerEvery)
 	}
 }
 
@@ -170,7 +170,7 @@ func TestFixedValuesDocumented(t *testing.T) {
 		want []string
 	}{
 		{"Command timeout", []string{human(DefaultCommandTimeout)}},
-		{"Status polling", []string{"every " + human(DefaultPollInterval), "for " + human(DefaultPollFor)}},
+		{"Status polling", []string{"every " + human(DefaultPollInterval), "first " + human(DefaultPollFastFor), "up to every " + human(DefaultPollMaxInterval), "FOLLOW_FOR"}},
 		{"Scheduler pass", []string{"every " + human(DefaultSchedulerEvery)}},
 		{"User-group cache", []string{human(DefaultGroupCacheTTL)}},
 		{"Delivery de-duplication", []string{human(DefaultDedupTTL)}},
