@@ -119,7 +119,7 @@ func (d *Drainer) Entries(ctx context.Context, id string) ([]store.BatchEntry, e
 	return d.b.Entries(ctx, id)
 }
 
-// Start runs the drain loop as the Service's background work until stop
+// Start (once per Drainer) runs the drain loop as the Service's background work until stop
 // ends or the Service stops (Service.Wait waits for it). Either ends its
 // waits at once; a claim it holds is handed on by its lease. An MDE call in
 // flight finishes and is recorded: only Service.Abort cuts it, and whoever
@@ -220,7 +220,7 @@ func (d *Drainer) drainOne(stop, ctx context.Context, b store.Batch) bool {
 		t.Release()
 		return d.reclaim(stop, ctx, b, e)
 	}
-	d.send(stop, ctx, b, e, t)
+	d.send(stop, ctx, b, e, t, false)
 	return true
 }
 

@@ -40,7 +40,7 @@ func benchDrain(b *testing.B, killAt int) {
 	rig := newDrainRig(b, rigOptions{machines: n, replicas: 2, killAt: killAt, margin: 50 * time.Millisecond,
 		limit: fakemde.Limit{Short: fakemde.Window{Calls: 20, Length: 2 * time.Second}, Long: fakemde.Window{Calls: 150, Length: 20 * time.Second}}})
 	batch := rig.start()
-	done := rig.wait(batch.ID, 3*time.Minute)
+	done := rig.wait(batch.ID, n, 3*time.Minute)
 	f := rig.figures()
 	most := 0
 	for _, m := range rig.machines {

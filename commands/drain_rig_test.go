@@ -181,9 +181,14 @@ func (rig *drainRig) start() store.Batch {
 	return b
 }
 
-// wait polls the batch until it is finished or timeout passes.
-func (rig *drainRig) wait(id string, timeout time.Duration) store.Batch {
+// wait waits for the n-th call at MDE (which costs Redis nothing, so the
+// figures count only the replicas' commands), then polls the batch until
+// it is finished or timeout passes.
+func (rig *drainRig) wait(id string, n int, timeout time.Duration) store.Batch {
 	deadline := time.Now().Add(timeout)
+	if err := rig.mde.WaitCount(fakemde.OpIsolate, n, timeout); err != nil {
+		rig.tb.Fatal(err)
+	}
 	for {
 		b, err := rig.replicas[len(rig.replicas)-1].drain.Progress(context.Background(), id)
 		if err == nil && b.Finished() {

@@ -16,11 +16,6 @@ import (
 // entries; classify (outcome.go) decides what each error means, as for a
 // single request.
 
-// maxEntryUnknown bounds the calls of one entry whose outcome stayed
-// unknown (MDE lists no action for them): like a single request, a second
-// one fails the entry rather than risk a third call.
-const maxEntryUnknown = 2
-
 // slot takes budget's next free slot now. A refusal carries the exact time
 // of the next free slot: sleep until then and ask again. False when the
 // Service stops, stop ends or the limiter is down (after a pause).
@@ -51,7 +46,10 @@ func entryRequest(b store.Batch, e store.BatchEntry) store.Request {
 }
 
 // send makes e's one MDE call with the slot t and records what happened.
-func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEntry, t *ratelimit.Ticket) {
+// resent: an earlier claim may have called MDE (reconciling found no
+// action); then a second unknown outcome fails the entry, as it fails a
+// single request, rather than risk a third call.
+func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEntry, t *ratelimit.Ticket, resent bool) {
 	defer t.Release() // a no-op once the Defender waited on it
 	r := entryRequest(b, e)
 	callCtx, cancel := context.WithTimeout(ctx, d.s.cfg.CallTimeout)
@@ -87,7 +85,7 @@ func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEn
 			d.s.waitUntil(stop, calledAt.Add(o.after))
 		}
 	case reconcileFirst:
-		d.unknown(ctx, b, e, calledAt, err)
+		d.unknown(ctx, b, e, calledAt, err, resent)
 	case actionUnderWay:
 		d.finish(ctx, b, e, store.EntryFailed, "", "MDE already has an action in progress for this machine; nothing new was sent.", asAPIError(err))
 	default:
@@ -98,9 +96,9 @@ func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEn
 // unknown holds e after a call whose outcome is unknown until MDE must
 // list the action (reconcileChecks after the call); then its lease runs
 // out and whichever replica reclaims it reconciles by the marker first.
-func (d *Drainer) unknown(ctx context.Context, b store.Batch, e store.BatchEntry, calledAt time.Time, err error) {
+func (d *Drainer) unknown(ctx context.Context, b store.Batch, e store.BatchEntry, calledAt time.Time, err error, resent bool) {
 	d.s.logger(ctx).Warn().Err(err).Str("entry", e.Marker()).Msg("MDE did not confirm the call; reconciling by marker before any resend")
-	if e.Attempt >= maxEntryUnknown {
+	if resent {
 		d.finish(ctx, b, e, store.EntryFailed, "", "MDE did not confirm the call twice; check the MDE portal (Action center) for this machine.", asAPIError(err))
 		return
 	}
@@ -143,7 +141,7 @@ func (d *Drainer) reclaim(stop, ctx context.Context, b store.Batch, e store.Batc
 		log.Warn().Err(err).Msg("lost the entry while waiting for a slot; not sending")
 		return false
 	}
-	d.send(stop, ctx, b, e, t)
+	d.send(stop, ctx, b, e, t, true)
 	return true
 }
 
