@@ -105,6 +105,7 @@ type App struct {
 	store  stateStore
 	mde    *mdeParts
 	svc    *commands.Service
+	drain  drainLoop    // outbreak mode's drain loop (drain.go)
 	runner *bot.Runner  // nil with the console
 	ln     net.Listener // nil with the console
 	srv    *http.Server // nil with the console
@@ -212,6 +213,7 @@ func (a *App) build(metrics *ops.Metrics) {
 		Now:       o.Now,
 		Version:   o.Version,
 	})
+	a.drain.d = a.newDrainer(metrics)
 	if api == nil {
 		return
 	}

@@ -79,6 +79,7 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	a.startScheduler(base)
+	a.startDrain(base)
 	if a.runner != nil {
 		tctx, stop := context.WithCancel(base)
 		a.stopIntake, a.transportDone = stop, make(chan struct{})
@@ -142,6 +143,7 @@ func (a *App) finishInFlight(context.Context, time.Duration) error {
 // budget; only when that runs out are they cancelled.
 func (a *App) stopBackground(ctx context.Context, budget time.Duration) error {
 	a.stopScheduler()
+	a.stopDrain()
 	a.svc.Stop()
 	if !waitFor(ctx, a.svc.Wait) {
 		a.svc.Abort()
@@ -176,6 +178,7 @@ func (a *App) closeRedis(context.Context, time.Duration) error {
 // Run's shutdown then stops whatever is left.
 func (a *App) FinishBackground(ctx context.Context) error {
 	a.stopScheduler()
+	a.stopDrain()
 	if !waitFor(ctx, a.svc.Wait) {
 		return ctx.Err()
 	}
