@@ -1,0 +1,114 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/store"
+)
+
+// An action already under way: approval and the queue can take hours, and
+// someone may isolate the machine in the portal meanwhile. The send stage
+// reads the machine's actions again right before its first call, and
+// again when MDE answers 400 ActiveRequestAlreadyExists: an action of the
+// request's own type is followed (the request ends with it), one of the
+// opposite type fails the request with the reason.
+
+// underWayNow is the machine's isolation action that is not final, if any.
+func (s *Service) underWayNow(ctx context.Context, r store.Request) (*defender.MachineAction, error) {
+	acts, err := s.readActions(ctx, r.MachineID)
+	if err != nil {
+		return nil, err
+	}
+	if st := deriveState(acts, s.now()); st.Last != nil && !st.Last.Final() {
+		return st.Last, nil
+	}
+	return nil, nil
+}
+
+// preflight reads the isolation state right before r's first MDE call and
+// reports whether r was taken care of (it follows, or failed because of,
+// an action under way). When the read fails the call goes ahead: MDE
+// itself refuses a second action (and then sendUnderWay decides).
+func (s *Service) preflight(ctx context.Context, r store.Request) bool {
+	a, err := s.underWayNow(ctx, r)
+	if err != nil {
+		s.logger(ctx).Warn().Err(err).Msg("could not re-read the machine's actions before the MDE call; sending (MDE refuses a second action)")
+		return false
+	}
+	if a == nil {
+		return false
+	}
+	s.joinUnderWay(ctx, r, *a, nil)
+	return true
+}
+
+// sendUnderWay handles MDE's 400 "Action is already in progress": it
+// reports whether to send again (MDE lists no action under way any more:
+// the one it meant has ended).
+func (s *Service) sendUnderWay(ctx context.Context, r store.Request, apiErr *defender.APIError) bool {
+	a, err := s.underWayNow(ctx, r)
+	switch {
+	case err != nil:
+		s.retryLater(ctx, r, retryNote("MDE has an action in progress for this machine and its actions could not be read", err))
+		return false
+	case a == nil:
+		s.logger(ctx).Info().Msg("MDE said an action was in progress but lists none now; sending again")
+		return true
+	}
+	s.joinUnderWay(ctx, r, *a, apiErr)
+	return false
+}
+
+// joinUnderWay follows a when it is of r's own type, else fails r naming
+// it: releasing a machine being isolated (or the reverse) is a decision
+// for people, not for a queue.
+func (s *Service) joinUnderWay(ctx context.Context, r store.Request, a defender.MachineAction, apiErr *defender.APIError) {
+	if createdBy(a, r) {
+		s.done(ctx, r, a, 0) // our own call, listed late
+		return
+	}
+	by := describeRequestor(a)
+	if !strings.EqualFold(a.Type, actionType(r)) {
+		other := store.Isolate
+		if strings.EqualFold(a.Type, "Unisolate") {
+			other = store.Unisolate
+		}
+		why := fmt.Sprintf("MDE already has a %s of this machine under way (action %s, %s, requested by %s), so the %s was not sent. Wait for that action to end (or cancel it), then request again.",
+			commandVerb(other), a.ID, a.Status, by, commandVerb(r.Command))
+		s.fail(ctx, r, why, apiErr, &a)
+		return
+	}
+	out := msg(code(hostOrID(r)), txtf(" is already being %s by MDE action ", underWayVerb(r)), code(a.ID),
+		txtf(" (%s), requested by %s; following it instead of sending another.", strings.TrimPrefix(a.Scope+", ", ", ")+a.Status, by))
+	out.Action = &a
+	s.reply(ctx, r, out)
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventFollowing, Actor: systemActor, MachineID: r.MachineID, ActionID: a.ID,
+		Operation: string(r.Command), Reason: "action already under way, requested by " + by})
+	s.logger(ctx).Info().Str("action_id", a.ID).Msg("an action of the request's type is already under way; following it")
+	s.done(ctx, r, a, 0)
+}
+
+func underWayVerb(r store.Request) string {
+	if r.Command == store.Unisolate {
+		return "released from isolation"
+	}
+	return "isolated"
+}
+
+// describeRequestor says who started a and where, as MDE records it.
+func describeRequestor(a defender.MachineAction) string {
+	who := a.Requestor
+	if who == "" {
+		who = "an unknown requestor"
+	}
+	switch {
+	case strings.EqualFold(a.RequestSource, "Portal"):
+		return who + " in the portal"
+	case a.RequestSource != "":
+		return who + " through " + a.RequestSource
+	}
+	return who
+}

@@ -1,0 +1,108 @@
+package commands
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/store"
+)
+
+// TestActionUnderWay: someone started an action in the portal between the
+// request and its approval. One of the request's own type is followed to
+// its end (found by the re-read before the call, or after MDE's 400 when
+// that read failed), never failed; one of the opposite type fails the
+// request naming it. No POST is made either way.
+func TestActionUnderWay(t *testing.T) {
+	tests := []struct {
+		name       string
+		portal     func(sim *defender.Simulator) (defender.MachineAction, error)
+		readFails  bool // the re-read before the call fails: MDE's 400 tells
+		want       store.State
+		wantEvent  string
+		wantPosts  int32
+		wantEnding string
+	}{
+		{name: "isolation under way is followed",
+			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
+				return sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Selective, "from the portal")
+			},
+			want: store.Done, wantEvent: store.EventFollowing},
+		{name: "isolation under way, found after MDE's 400",
+			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
+				return sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Full, "from the portal")
+			},
+			readFails: true, want: store.Done, wantEvent: store.EventFollowing, wantPosts: 1},
+		{name: "release under way is refused",
+			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
+				return sim.Unisolate(context.Background(), nil, defender.SimWeb01, "from the portal")
+			},
+			want: store.Failed, wantEvent: store.EventFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.request()
+			portal, err := tt.portal(e.sim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.readFails {
+				var reads atomic.Int32
+				e.def.MachineActionsFn = func(ctx context.Context, id string) ([]defender.MachineAction, error) {
+					if reads.Add(1) == 1 {
+						return nil, &defender.APIError{Op: "list actions", Kind: defender.ErrUnavailable}
+					}
+					return e.sim.MachineActions(ctx, id)
+				}
+			}
+			e.click(e.svc, r.ID, boss, true)
+			got := e.finish(r.ID)
+			followed := tt.want == store.Done
+			if got.State != tt.want || (got.MachineActionID == portal.ID) != followed {
+				t.Fatalf("request %+v; want %s, following the portal's action %s: %v", got, tt.want, portal.ID, followed)
+			}
+			if ev, ok := e.event(r.ID, tt.wantEvent); !ok || ev.ActionID != portal.ID {
+				t.Fatalf("%s event %+v (found %v); want the portal's action (history %v)", tt.wantEvent, ev, ok, e.history(r.ID))
+			}
+			if n := e.posts.Load(); n != tt.wantPosts {
+				t.Errorf("%d POSTs, want %d", n, tt.wantPosts)
+			}
+			if acts := simActions(t, e.sim, defender.SimWeb01); len(acts) != 1 {
+				t.Errorf("MDE holds %d actions, want only the portal's", len(acts))
+			}
+			if e.rec.replyActions(portal.ID) == 0 {
+				t.Errorf("thread %q does not show the portal's action", e.rec.replyTexts())
+			}
+		})
+	}
+}
+
+// TestUnderWayEndedMeanwhile: MDE refused the call as "in progress" but
+// lists nothing under way when asked (the action ended in between): the
+// request is sent once more and completes; a second refusal fails it.
+func TestUnderWayEndedMeanwhile(t *testing.T) {
+	for _, refusals := range []int32{1, 2} {
+		e := newEnv(t)
+		r := e.request()
+		e.setOnPost(func(n int, real func() (defender.MachineAction, error)) (defender.MachineAction, error) {
+			if int32(n) <= refusals {
+				return defender.MachineAction{}, &defender.APIError{Op: "isolate", Status: 400, Code: "ActiveRequestAlreadyExists", Kind: defender.ErrAlreadyInProgress}
+			}
+			return real()
+		})
+		e.click(e.svc, r.ID, boss, true)
+		got := e.finish(r.ID)
+		want := store.Done
+		if refusals == 2 {
+			want = store.Failed
+		}
+		if got.State != want {
+			t.Errorf("%d refusals: request %+v, want %s", refusals, got, want)
+		}
+		if n := e.posts.Load(); n != min(refusals+1, 2) {
+			t.Errorf("%d refusals: %d POSTs", refusals, n)
+		}
+	}
+}
