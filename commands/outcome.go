@@ -85,9 +85,12 @@ const maxThrottled = 5
 func classify(err error, try sendTry) outcome {
 	var rl *RateLimitError
 	var ce *store.ConflictError
+	var uw *UnderWayError
 	switch {
 	case errors.As(err, &ce):
 		return outcome{verdict: notOurs}
+	case errors.As(err, &uw):
+		return outcome{verdict: actionUnderWay} // found before any call
 	case errors.As(err, &rl):
 		return outcome{verdict: fail, why: fmt.Sprintf("MDE's rate limit is booked until %s, beyond the %s this request may wait; nothing was sent to MDE. Request again after that time.",
 			hhmmss(rl.At), try.queueMaxWait)}

@@ -46,6 +46,8 @@ func TestClassify(t *testing.T) {
 			want: outcome{verdict: reconcileFirst, call: "outcome unknown"}},
 		{name: "action already in progress", err: &defender.APIError{Op: "isolate", Status: 400, Kind: defender.ErrAlreadyInProgress},
 			want: outcome{verdict: actionUnderWay, call: "already in progress"}},
+		{name: "action under way found before the call", err: &UnderWayError{Action: defender.MachineAction{ID: "a"}},
+			want: outcome{verdict: actionUnderWay}},
 		{name: "action in progress again after it ended", err: &defender.APIError{Op: "isolate", Status: 400, Kind: defender.ErrAlreadyInProgress},
 			try: sendTry{underWay: 1}, want: outcome{verdict: fail, call: "already in progress",
 				why: "MDE again said an action is in progress for this machine but lists none under way; nothing was sent. Check the MDE portal (Action center), then request again."}},

@@ -25,8 +25,9 @@ var ErrLimiterUnavailable = ratelimit.ErrUnavailable
 // a future slot is recorded on r and announced without waiting for Slack.
 // The wait for the slot is here, not in the Defender, so Stop ends it
 // (errStopped, the slot given back) while a call already sent is never
-// cut; the call's own deadline is CallTimeout from its slot.
-func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineAction, error) {
+// cut; the call's own deadline is CallTimeout from its slot. recheck
+// re-reads the isolation state after the wait (see underway.go).
+func (s *Service) post(ctx context.Context, r *store.Request, recheck bool) (defender.MachineAction, error) {
 	ticket, err := s.reserveSlot(ctx, r)
 	if err != nil {
 		return defender.MachineAction{}, err
@@ -40,6 +41,11 @@ func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineA
 			return defender.MachineAction{}, err
 		}
 		slot = ticket // waited on: the Defender's Wait returns at once
+	}
+	if recheck {
+		if err := s.recheck(ctx, *r); err != nil {
+			return defender.MachineAction{}, err
+		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()

@@ -98,10 +98,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 	log := s.logger(ctx)
 	try := sendTry{queueMaxWait: s.cfg.QueueMaxWait, unavailable: unreachableTries(r.Note)}
 	resent := false
-	if s.preflight(ctx, r) {
-		return
-	}
-	for !s.stopping() {
+	for first := true; !s.stopping(); first = false {
 		// Renew our lease before every attempt, so no replica takes over
 		// while a call may be in flight.
 		nr, err := s.leases.renew(ctx, r, s.leases.callLease())
@@ -114,7 +111,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			return
 		}
 		r = nr
-		a, err := s.post(ctx, &r)
+		a, err := s.post(ctx, &r, first)
 		if err == nil {
 			s.done(ctx, r, a, 201)
 			return
@@ -149,7 +146,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			resent = true
 		case actionUnderWay:
 			try.underWay++
-			again = s.sendUnderWay(ctx, r, apiErr)
+			again = s.sendUnderWay(ctx, r, err, apiErr)
 		case fail:
 			log.Error().Err(err).Msg("MDE call failed")
 			s.fail(ctx, r, o.why, apiErr, nil)

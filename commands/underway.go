@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -28,27 +29,43 @@ func (s *Service) underWayNow(ctx context.Context, r store.Request) (*defender.M
 	return nil, nil
 }
 
-// preflight reads the isolation state right before r's first MDE call and
-// reports whether r was taken care of (it follows, or failed because of,
-// an action under way). When the read fails the call goes ahead: MDE
-// itself refuses a second action (and then sendUnderWay decides).
-func (s *Service) preflight(ctx context.Context, r store.Request) bool {
-	a, err := s.underWayNow(ctx, r)
-	if err != nil {
-		s.logger(ctx).Warn().Err(err).Msg("could not re-read the machine's actions before the MDE call; sending (MDE refuses a second action)")
-		return false
-	}
-	if a == nil {
-		return false
-	}
-	s.joinUnderWay(ctx, r, *a, nil)
-	return true
+// UnderWayError is the re-read before the first call finding an
+// isolation action of the machine under way: nothing was sent.
+type UnderWayError struct{ Action defender.MachineAction }
+
+func (e *UnderWayError) Error() string {
+	return fmt.Sprintf("MDE action %s (%s) is already under way for machine %s", e.Action.ID, e.Action.Type, e.Action.MachineID)
 }
 
-// sendUnderWay handles MDE's 400 "Action is already in progress": it
-// reports whether to send again (MDE lists no action under way any more:
-// the one it meant has ended).
-func (s *Service) sendUnderWay(ctx context.Context, r store.Request, apiErr *defender.APIError) bool {
+// recheck reads the isolation state right before r's first MDE call,
+// after any wait for a rate-limit slot: *UnderWayError when an action is
+// under way. A failed read lets the call go ahead, MDE itself refusing a
+// second action (400, then sendUnderWay). The read gets half a call's
+// time, so read and call stay within the sender's lease.
+func (s *Service) recheck(ctx context.Context, r store.Request) error {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout/2)
+	defer cancel()
+	a, err := s.underWayNow(rctx, r)
+	switch {
+	case err != nil:
+		s.logger(ctx).Warn().Err(err).Msg("could not re-read the machine's actions before the MDE call; sending (MDE refuses a second action)")
+		return nil
+	case a != nil:
+		return &UnderWayError{Action: *a}
+	}
+	return nil
+}
+
+// sendUnderWay handles an action under way, found by recheck (err is an
+// *UnderWayError) or reported by MDE's 400 "Action is already in
+// progress" (then read now). It reports whether to send again: MDE lists
+// no action under way any more, the one it meant has ended.
+func (s *Service) sendUnderWay(ctx context.Context, r store.Request, err error, apiErr *defender.APIError) bool {
+	var uw *UnderWayError
+	if errors.As(err, &uw) {
+		s.joinUnderWay(ctx, r, uw.Action, nil)
+		return false
+	}
 	a, err := s.underWayNow(ctx, r)
 	switch {
 	case err != nil:

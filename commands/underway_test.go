@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
@@ -105,4 +106,32 @@ func TestUnderWayEndedMeanwhile(t *testing.T) {
 			t.Errorf("%d refusals: %d POSTs", refusals, n)
 		}
 	}
+}
+
+// TestUnderWayStartedWhileQueued: the re-read comes after the wait for a
+// rate-limit slot, so an action started in the portal while the request
+// was queued is followed, not sent again.
+func TestUnderWayStartedWhileQueued(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.gate = newGate(oneAMinute(e.clk.Now, time.Second), e.cfg.QueueMaxWait, e.clk.Now)
+	})
+	e.command(analyst, "/isolate", "web-01.contoso.local full first")
+	e.command(analyst, "/isolate", "web-02.contoso.local full second")
+	e.click(e.svc, "r-1", boss, true)
+	waitFor(t, "r-1 sent", func() bool { return e.get("r-1").MachineActionID != "" })
+	e.click(e.svc, "r-2", boss, true)
+	waitFor(t, "r-2 queued", func() bool { _, ok := e.event("r-2", store.EventQueued); return ok })
+	portal, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb02, defender.Full, "from the portal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "r-2 follows", func() bool { return e.get("r-2").MachineActionID != "" })
+	if got := e.get("r-2"); got.MachineActionID != portal.ID {
+		t.Fatalf("r-2 follows %q, want the portal's %s", got.MachineActionID, portal.ID)
+	}
+	if n := e.posts.Load(); n != 1 {
+		t.Fatalf("%d POSTs, want only r-1's", n)
+	}
+	e.clk.Advance(time.Minute)
+	e.svc.Wait()
 }
