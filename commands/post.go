@@ -26,8 +26,15 @@ var ErrLimiterUnavailable = ratelimit.ErrUnavailable
 // The wait for the slot is here, not in the Defender, so Stop ends it
 // (errStopped, the slot given back) while a call already sent is never
 // cut; the call's own deadline is CallTimeout from its slot. recheck
-// re-reads the isolation state after the wait (see underway.go).
+// re-reads the isolation state first (see underway.go): before the slot,
+// not after its wait, so a read waiting for its own budget never moves
+// the call off the slot the limiter booked.
 func (s *Service) post(ctx context.Context, r *store.Request, recheck bool) (defender.MachineAction, error) {
+	if recheck {
+		if err := s.recheck(ctx, *r); err != nil {
+			return defender.MachineAction{}, err
+		}
+	}
 	ticket, err := s.reserveSlot(ctx, r)
 	if err != nil {
 		return defender.MachineAction{}, err
@@ -41,11 +48,6 @@ func (s *Service) post(ctx context.Context, r *store.Request, recheck bool) (def
 			return defender.MachineAction{}, err
 		}
 		slot = ticket // waited on: the Defender's Wait returns at once
-	}
-	if recheck {
-		if err := s.recheck(ctx, *r); err != nil {
-			return defender.MachineAction{}, err
-		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()

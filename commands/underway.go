@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/store"
@@ -37,12 +38,22 @@ func (e *UnderWayError) Error() string {
 	return fmt.Sprintf("MDE action %s (%s) is already under way for machine %s", e.Action.ID, e.Action.Type, e.Action.MachineID)
 }
 
-// recheck reads the isolation state right before r's first MDE call,
-// after any wait for a rate-limit slot: *UnderWayError when an action is
-// under way. A failed read lets the call go ahead, MDE itself refusing a
-// second action (400, then sendUnderWay). The read gets half a call's
-// time, so read and call stay within the sender's lease.
+// recheckAfter is how old the request's own look-up (at creation) must be
+// before the send stage reads the isolation state again: a younger one is
+// fresh, and MDE's 400 catches an action started since. It spares the
+// machine-actions budget a read per quick approval.
+const recheckAfter = time.Minute
+
+// recheck reads the isolation state right before r's first MDE call is
+// booked (unless r was looked up less than recheckAfter ago):
+// *UnderWayError when an action is under way. One started while the call
+// then waits in the queue is reported by MDE's 400 (then sendUnderWay). A
+// failed read lets the call go ahead for the same reason. The read gets
+// half a call's time, so read and call stay within the sender's lease.
 func (s *Service) recheck(ctx context.Context, r store.Request) error {
+	if s.now().Sub(r.CreatedAt) < recheckAfter {
+		return nil
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout/2)
 	defer cancel()
 	a, err := s.underWayNow(rctx, r)

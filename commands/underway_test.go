@@ -17,33 +17,44 @@ import (
 // request naming it. No POST is made either way.
 func TestActionUnderWay(t *testing.T) {
 	tests := []struct {
-		name       string
-		portal     func(sim *defender.Simulator) (defender.MachineAction, error)
-		readFails  bool // the re-read before the call fails: MDE's 400 tells
-		want       store.State
-		wantEvent  string
-		wantPosts  int32
-		wantEnding string
+		name      string
+		portal    func(sim *defender.Simulator) (defender.MachineAction, error)
+		readFails bool // the re-read before the call fails: MDE's 400 tells
+		want      store.State
+		wantEvent string
+		approveIn time.Duration // from the request to its approval
+		wantPosts int32
 	}{
 		{name: "isolation under way is followed",
 			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
 				return sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Selective, "from the portal")
 			},
-			want: store.Done, wantEvent: store.EventFollowing},
+			approveIn: 2 * recheckAfter, want: store.Done, wantEvent: store.EventFollowing},
+		{name: "isolation under way, approved at once: MDE's 400 tells",
+			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
+				return sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Full, "from the portal")
+			},
+			want: store.Done, wantEvent: store.EventFollowing, wantPosts: 1},
 		{name: "isolation under way, found after MDE's 400",
 			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
 				return sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Full, "from the portal")
 			},
-			readFails: true, want: store.Done, wantEvent: store.EventFollowing, wantPosts: 1},
+			approveIn: 2 * recheckAfter, readFails: true, want: store.Done, wantEvent: store.EventFollowing, wantPosts: 1},
 		{name: "release under way is refused",
 			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
 				return sim.Unisolate(context.Background(), nil, defender.SimWeb01, "from the portal")
 			},
-			want: store.Failed, wantEvent: store.EventFailed},
+			approveIn: 2 * recheckAfter, want: store.Failed, wantEvent: store.EventFailed},
+		{name: "release under way, approved at once: MDE's 400 tells",
+			portal: func(sim *defender.Simulator) (defender.MachineAction, error) {
+				return sim.Unisolate(context.Background(), nil, defender.SimWeb01, "from the portal")
+			},
+			want: store.Failed, wantEvent: store.EventFailed, wantPosts: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t)
+			// The device is offline: the portal's action stays Pending.
+			e := newEnv(t, func(e *env) { e.sim.PendingFor, e.sim.CompleteAfter = time.Hour, 2*time.Hour })
 			r := e.request()
 			portal, err := tt.portal(e.sim)
 			if err != nil {
@@ -58,7 +69,10 @@ func TestActionUnderWay(t *testing.T) {
 					return e.sim.MachineActions(ctx, id)
 				}
 			}
+			e.clk.Advance(tt.approveIn)
 			e.click(e.svc, r.ID, boss, true)
+			waitFor(t, r.ID+" sent or ended", func() bool { r := e.get(r.ID); return r.MachineActionID != "" || r.State.Terminal() })
+			e.clk.Advance(3 * time.Hour) // the action ends
 			got := e.finish(r.ID)
 			followed := tt.want == store.Done
 			if got.State != tt.want || (got.MachineActionID == portal.ID) != followed {
@@ -108,9 +122,9 @@ func TestUnderWayEndedMeanwhile(t *testing.T) {
 	}
 }
 
-// TestUnderWayStartedWhileQueued: the re-read comes after the wait for a
-// rate-limit slot, so an action started in the portal while the request
-// was queued is followed, not sent again.
+// TestUnderWayStartedWhileQueued: an action started in the portal while
+// the request waited for its rate-limit slot is followed once MDE refuses
+// the call as "already in progress".
 func TestUnderWayStartedWhileQueued(t *testing.T) {
 	e := newEnv(t, func(e *env) {
 		e.gate = newGate(oneAMinute(e.clk.Now, time.Second), e.cfg.QueueMaxWait, e.clk.Now)
@@ -129,8 +143,11 @@ func TestUnderWayStartedWhileQueued(t *testing.T) {
 	if got := e.get("r-2"); got.MachineActionID != portal.ID {
 		t.Fatalf("r-2 follows %q, want the portal's %s", got.MachineActionID, portal.ID)
 	}
-	if n := e.posts.Load(); n != 1 {
-		t.Fatalf("%d POSTs, want only r-1's", n)
+	if acts := simActions(t, e.sim, defender.SimWeb02); len(acts) != 1 {
+		t.Fatalf("MDE holds %d actions for web-02, want only the portal's", len(acts))
+	}
+	if ev, ok := e.event("r-2", store.EventFollowing); !ok || ev.ActionID != portal.ID {
+		t.Fatalf("following event %+v (found %v)", ev, ok)
 	}
 	e.clk.Advance(time.Minute)
 	e.svc.Wait()
