@@ -8,7 +8,8 @@ import (
 	"github.com/soc/isolate-bot/store"
 )
 
-// cancel runs /isolate cancel r-N.
+// cancel runs /isolate cancel r-N: a pending request is withdrawn; an
+// executing one has its MDE action cancelled (cancel_action.go).
 func (s *Service) cancel(ctx context.Context, inv Invocation, p Parsed) error {
 	r, err := s.d.Approvals.Get(ctx, p.RequestID)
 	switch {
@@ -19,18 +20,19 @@ func (s *Service) cancel(ctx context.Context, inv Invocation, p Parsed) error {
 		s.refuse(ctx, inv, "", "state store: "+err.Error(), msg(txt("The state store is unavailable, nothing was cancelled; try again shortly.")))
 		return fmt.Errorf("get %s: %w", p.RequestID, err)
 	}
-	if inv.User != r.Requester {
-		ok, err := s.mayDecideAs(ctx, inv.User, s.cfg.Approvers) // a decision: asks Slack
-		if !ok {
-			reason := "not requester or approver"
-			if err != nil {
-				reason = "membership check failed: " + err.Error()
-			}
-			s.refuse(ctx, inv, r.MachineID, reason, msg(txt("Only the requester ("), who(r.Requester), txt(") or an approver can cancel "), code(r.ID), txt(".")))
-			return nil
-		}
+	refuse := func(reason string, m Message) { s.refuse(ctx, inv, r.MachineID, reason, m) }
+	if !s.mayCancel(ctx, inv.User, r, refuse) {
+		return nil
 	}
-	if r.State != store.Pending {
+	switch r.State {
+	case store.Pending:
+	case store.Executing:
+		// MDE has (or is getting) the action: cancel it there.
+		if s.cancelAction(ctx, inv.User, r, refuse) {
+			s.ephemeral(ctx, inv.Channel, inv.User, msg(txt("Request "), code(r.ID), txt("'s MDE action is cancelled.")))
+		}
+		return nil
+	default:
 		s.refuse(ctx, inv, r.MachineID, "not pending", withOnlyPending(decidedMessage(r)))
 		return nil
 	}
@@ -52,6 +54,6 @@ func (s *Service) cancel(ctx context.Context, inv Invocation, p Parsed) error {
 }
 
 func withOnlyPending(m Message) Message {
-	m.Spans = append(m.Spans, txt(" Only pending requests can be cancelled."))
+	m.Spans = append(m.Spans, txt(" Only pending requests, and executing ones whose MDE action is Pending or InProgress, can be cancelled."))
 	return m
 }

@@ -43,12 +43,10 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		return nil
 	}
 	switch c.Action {
-	case ButtonCancel, ButtonRelease:
-		// Offered by cards that follow an MDE action; their flows land with
-		// the follow-through work (issue 10). Until then, say so.
-		s.refuseClick(ctx, c, r.MachineID, string(c.Action)+": not available yet",
-			msg(txt("That button is not available yet; nothing was done. Use the MDE portal, or "), code(UsageUnisolate), txt(".")))
-		return nil
+	case ButtonCancel:
+		return s.clickCancel(ctx, c, r) // cancel_action.go
+	case ButtonRelease:
+		return s.clickRelease(ctx, c, r) // release.go
 	}
 	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
 	if cardUnrecorded {
@@ -78,6 +76,9 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 }
 
 func verbOf(c Click) string {
+	if c.Action == ButtonCancel || c.Action == ButtonRelease {
+		return string(c.Action)
+	}
 	if c.Approve {
 		return "approve"
 	}

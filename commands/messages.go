@@ -47,7 +47,7 @@ func helpMessage(version string) Message {
 		code(UsageIsolate), txt(" — request isolation (full, selective, or unmanaged for a device MDE does not manage).\n"),
 		code(UsageUnisolate), txt(" — request release from isolation.\n"),
 		code(UsageStatus), txt(" — isolation state and the latest request.\n"),
-		code(UsageCancel), txt(" — withdraw a pending request (requester or approver).\n"),
+		code(UsageCancel), txt(" — withdraw a pending request, or cancel its MDE action while that is still Pending or InProgress (requester or approver; also the card's Cancel button).\n"),
 		txt("<machine> is the 40-character MDE machine id or the host name. An isolation stays until someone releases it (/unisolate); MDE retries an offline machine for up to 3 days."),
 	)
 }

@@ -33,11 +33,13 @@ const (
 	// reconcileFirst: MDE may have acted; look for the request's marker
 	// among the machine's actions before any second call.
 	reconcileFirst
-	// actionUnderWay: MDE has an action under way for the machine. Today the
-	// request fails, naming that action.
+	// actionUnderWay: MDE has an action under way for the machine: the
+	// request follows it when of its own type, fails naming it otherwise,
+	// and sends again if it has ended meanwhile (see underway.go).
 	actionUnderWay
-	// fail: permanent (400 other than an action under way, 401, 403, 404,
-	// or a limit reached); the request ends failed with outcome.why.
+	// fail: permanent (400 other than a first "action under way", 401,
+	// 403, 404, or a limit reached); the request ends failed with
+	// outcome.why.
 	fail
 )
 
@@ -70,6 +72,7 @@ type outcome struct {
 type sendTry struct {
 	throttled    int           // 429s answered before this error
 	unavailable  int           // tries that reached nobody before this error (kept on the request's Note)
+	underWay     int           // "already in progress" answers before this error
 	queueMaxWait time.Duration // for the words of a rate-limit refusal
 }
 
@@ -82,9 +85,12 @@ const maxThrottled = 5
 func classify(err error, try sendTry) outcome {
 	var rl *RateLimitError
 	var ce *store.ConflictError
+	var uw *UnderWayError
 	switch {
 	case errors.As(err, &ce):
 		return outcome{verdict: notOurs}
+	case errors.As(err, &uw):
+		return outcome{verdict: actionUnderWay} // found before any call
 	case errors.As(err, &rl):
 		return outcome{verdict: fail, why: fmt.Sprintf("MDE's rate limit is booked until %s, beyond the %s this request may wait; nothing was sent to MDE. Request again after that time.",
 			hhmmss(rl.At), try.queueMaxWait)}
@@ -101,6 +107,11 @@ func classify(err error, try sendTry) outcome {
 	case errors.Is(err, defender.ErrOutcomeUnknown):
 		return outcome{verdict: reconcileFirst, call: "outcome unknown"}
 	case errors.Is(err, defender.ErrAlreadyInProgress):
+		if try.underWay > 0 {
+			// The action MDE meant ended, we sent again, and MDE still
+			// refuses: something we cannot see is in the way.
+			return outcome{verdict: fail, call: "already in progress", why: "MDE again said an action is in progress for this machine but lists none under way; nothing was sent. Check the MDE portal (Action center), then request again."}
+		}
 		return outcome{verdict: actionUnderWay, call: "already in progress"}
 	case errors.Is(err, defender.ErrUnavailable):
 		// Nothing reached MDE (a POST that may have is ErrOutcomeUnknown).

@@ -25,8 +25,16 @@ var ErrLimiterUnavailable = ratelimit.ErrUnavailable
 // a future slot is recorded on r and announced without waiting for Slack.
 // The wait for the slot is here, not in the Defender, so Stop ends it
 // (errStopped, the slot given back) while a call already sent is never
-// cut; the call's own deadline is CallTimeout from its slot.
-func (s *Service) post(ctx context.Context, r *store.Request) (defender.MachineAction, error) {
+// cut; the call's own deadline is CallTimeout from its slot. recheck
+// re-reads the isolation state first (see underway.go): before the slot,
+// not after its wait, so a read waiting for its own budget never moves
+// the call off the slot the limiter booked.
+func (s *Service) post(ctx context.Context, r *store.Request, recheck bool) (defender.MachineAction, error) {
+	if recheck {
+		if err := s.recheck(ctx, *r); err != nil {
+			return defender.MachineAction{}, err
+		}
+	}
 	ticket, err := s.reserveSlot(ctx, r)
 	if err != nil {
 		return defender.MachineAction{}, err

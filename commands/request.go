@@ -169,7 +169,11 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 		return nil
 	}
 	ctx = s.logger(ctx).With().Str("machine", m.ID).Logger().WithContext(ctx)
-	if ok, err := s.checkFree(ctx, inv, p, m); !ok {
+	if !s.checkType(ctx, inv, p, m) {
+		return nil
+	}
+	warning, ok, err := s.checkFree(ctx, inv, p, m)
+	if !ok {
 		return err
 	}
 	r, err := s.d.Approvals.Create(ctx, guard(newRequest(inv, p, m, s.now().Add(s.cfg.ApprovalTTL)), protected))
@@ -192,6 +196,9 @@ func (s *Service) request(ctx context.Context, inv Invocation, p Parsed) error {
 	created.Spans = append(created.Spans, txtf("; expires %s.", hhmm(r.ExpiresAt)))
 	created.Spans = append(created.Spans, protectedNote(r)...)
 	s.reply(ctx, r, created)
+	if warning != nil {
+		s.reply(ctx, r, *warning)
+	}
 	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventCreated, Actor: inv.User, MachineID: r.MachineID,
 		Reason: fmt.Sprintf("%s %s", r.Command, r.IsolationType)})
 	log.Info().Msg("request created")
@@ -228,23 +235,25 @@ func hostOf(m defender.Machine) string {
 
 // checkFree refuses when the machine has an open request, or MDE's actions
 // say the request makes no sense now (an action under way, already
-// isolated, not isolated). The error is for the transport's log.
-func (s *Service) checkFree(ctx context.Context, inv Invocation, p Parsed, m defender.Machine) (bool, error) {
+// isolated, released last). A release with no isolation on record is
+// allowed with a warning for its thread (MDE's history can be
+// incomplete). The error is for the transport's log.
+func (s *Service) checkFree(ctx context.Context, inv Invocation, p Parsed, m defender.Machine) (warning *Message, ok bool, err error) {
 	open, err := s.d.Approvals.ForMachine(ctx, m.ID)
 	switch {
 	case err == nil && !open.State.Terminal():
 		s.refuse(ctx, inv, m.ID, "open request "+open.ID, openRequestMessage(open))
-		return false, nil
+		return nil, false, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		s.refuse(ctx, inv, m.ID, "state store: "+err.Error(), storeDownMessage)
-		return false, fmt.Errorf("look up open requests for %s: %w", m.ID, err)
+		return nil, false, fmt.Errorf("look up open requests for %s: %w", m.ID, err)
 	}
 	host := hostOf(m)
 	acts, err := s.d.Defender.MachineActions(ctx, m.ID)
 	if err != nil && !errors.Is(err, defender.ErrNotFound) {
 		s.refuse(ctx, inv, m.ID, "machine actions: "+err.Error(),
 			msg(txt("I could not read MDE's recent actions for "), code(host), txt(", so nothing was requested: "), txt(plain(describeMDEError(err)))))
-		return false, nil
+		return nil, false, nil
 	}
 	st := deriveState(acts, s.now())
 	var reason string
@@ -259,15 +268,18 @@ func (s *Service) checkFree(ctx context.Context, inv Invocation, p Parsed, m def
 		reason = "already isolated"
 		out = msg(code(host), txtf(" is already isolated (MDE's isolation of %s succeeded); nothing was requested.", hhmm(st.Decisive.CreationDateTimeUTC)))
 		out.Action = st.Decisive
-	case p.Op == OpUnisolate && st.State == StateNotIsolated:
-		reason = "not isolated"
-		out = msg(code(host), txt(" is not isolated according to MDE's actions, so there is nothing to release; nothing was requested."))
-		out.Action = st.Decisive
+	case p.Op == OpUnisolate && st.Last != nil && strings.EqualFold(st.Last.Type, "Unisolate") && st.Last.Status == defender.StatusSucceeded:
+		reason = "already released"
+		out = msg(code(host), txtf(" was released from isolation at %s (MDE's newest action), so there is nothing to release; nothing was requested.", hhmm(st.Last.CreationDateTimeUTC)))
+		out.Action = st.Last
+	case p.Op == OpUnisolate && st.State != StateIsolated:
+		w := noIsolationWarning(st)
+		return &w, true, nil
 	default:
-		return true, nil
+		return nil, true, nil
 	}
 	s.refuse(ctx, inv, m.ID, reason, out)
-	return false, nil
+	return nil, false, nil
 }
 
 // postCard posts r's card and records its ts, the root of the audit

@@ -46,7 +46,19 @@ func refusalCases() []refusalCase {
 		{name: "already isolated", user: analyst, cmd: "/isolate", text: "web-01.contoso.local full x", reason: "already isolated",
 			setup: func(e *env) { isolated(e); e.clk.Advance(time.Minute) }}, // the simulated action succeeds
 		{name: "MDE action pending", user: analyst, cmd: "/unisolate", text: defender.SimWeb01 + " x", reason: "MDE action ", setup: isolated},
-		{name: "unisolate of a machine not isolated", user: analyst, cmd: "/unisolate", text: defender.SimWeb01 + " x", reason: "not isolated"},
+		{name: "unisolate after a release", user: analyst, cmd: "/unisolate", text: defender.SimWeb01 + " x", reason: "already released",
+			setup: func(e *env) {
+				isolated(e)
+				e.clk.Advance(time.Minute)
+				if _, err := e.sim.Unisolate(context.Background(), nil, defender.SimWeb01, "released in the portal"); err != nil {
+					e.t.Fatal(err)
+				}
+				e.clk.Advance(time.Minute)
+			}},
+		// Types the machine cannot take: refused before any card.
+		{name: "selective on Linux", user: analyst, cmd: "/isolate", text: "web-02.contoso.local selective x", reason: "isolation type Selective not supported"},
+		{name: "full on an unmanaged device", user: analyst, cmd: "/isolate", text: "printer-3f.contoso.local full x", reason: "isolation type Full not supported"},
+		{name: "unmanaged on an onboarded device", user: analyst, cmd: "/isolate", text: "web-01.contoso.local unmanaged x", reason: "isolation type UnManagedDevice not supported"},
 		{name: "already has a request", user: analyst2, cmd: "/isolate", text: "WEB-01.contoso.local selective again", reason: "open request r-1",
 			setup: func(e *env) { e.request() }},
 	}

@@ -29,7 +29,7 @@ func TestQueuedBehindRateLimit(t *testing.T) {
 	})
 	t0 := e.clk.Now()
 	e.command(analyst, "/isolate", "web-01.contoso.local full first")
-	e.command(analyst, "/isolate", "web-02.contoso.local selective second")
+	e.command(analyst, "/isolate", "web-02.contoso.local full second")
 	e.click(e.svc, "r-1", boss, true)
 	waitFor(t, "r-1 done", func() bool { return e.get("r-1").MachineActionID != "" })
 	start := time.Now()

@@ -98,7 +98,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 	log := s.logger(ctx)
 	try := sendTry{queueMaxWait: s.cfg.QueueMaxWait, unavailable: unreachableTries(r.Note)}
 	resent := false
-	for !s.stopping() {
+	for first := true; !s.stopping(); first = false {
 		// Renew our lease before every attempt, so no replica takes over
 		// while a call may be in flight.
 		nr, err := s.leases.renew(ctx, r, s.leases.callLease())
@@ -111,7 +111,7 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			return
 		}
 		r = nr
-		a, err := s.post(ctx, &r)
+		a, err := s.post(ctx, &r, first)
 		if err == nil {
 			s.done(ctx, r, a, 201)
 			return
@@ -145,7 +145,8 @@ func (s *Service) send(ctx context.Context, r store.Request) {
 			r, again = s.reconcile(ctx, r, apiErr, resent, calledAt)
 			resent = true
 		case actionUnderWay:
-			s.failUnderWay(ctx, r, apiErr)
+			try.underWay++
+			again = s.sendUnderWay(ctx, r, err, apiErr)
 		case fail:
 			log.Error().Err(err).Msg("MDE call failed")
 			s.fail(ctx, r, o.why, apiErr, nil)
@@ -233,22 +234,6 @@ func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defend
 	}
 	s.reply(ctx, r, msg(txtf("MDE did not confirm the call and has listed no action for it after %s; sending it once more.", reconcileChecks[len(reconcileChecks)-1])))
 	return r, true
-}
-
-// failUnderWay fails r because MDE already has an action under way for
-// the machine, naming that action when MDE lists it.
-func (s *Service) failUnderWay(ctx context.Context, r store.Request, apiErr *defender.APIError) {
-	var pending *defender.MachineAction
-	if acts, err := s.readActions(ctx, r.MachineID); err == nil {
-		if st := deriveState(acts, s.now()); st.Last != nil && !st.Last.Final() {
-			pending = st.Last
-		}
-	}
-	why := "MDE already has an action in progress for this machine, so nothing new was sent; follow that action, then request again if needed."
-	if pending != nil {
-		why = fmt.Sprintf("MDE already has an action in progress for this machine (%s %s, %s), so nothing new was sent; follow that action, then request again if needed.", pending.Type, pending.ID, pending.Status)
-	}
-	s.fail(ctx, r, why, apiErr, pending)
 }
 
 // fail ends r, which we own, as failed with a plain-words reason. A

@@ -173,28 +173,6 @@ func TestMDEFailures(t *testing.T) {
 	}
 }
 
-// TestAlreadyInProgressLinksAction: someone isolated the machine in the
-// portal after the request was made; MDE's 400 is explained with the action.
-func TestAlreadyInProgressLinksAction(t *testing.T) {
-	e := newEnv(t)
-	r := e.request()
-	portal, err := e.sim.Isolate(context.Background(), nil, defender.SimWeb01, defender.Selective, "from the portal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.click(e.svc, r.ID, boss, true)
-	got := e.finish(r.ID)
-	if got.State != store.Failed || !strings.Contains(got.Note, portal.ID) {
-		t.Fatalf("request %+v", got)
-	}
-	if ev, ok := e.event(r.ID, store.EventFailed); !ok || ev.ActionID != portal.ID {
-		t.Fatalf("failed event %+v (found %v); want the portal's action", ev, ok)
-	}
-	if e.rec.replyActions(portal.ID) == 0 {
-		t.Fatalf("thread %q does not link the pending action", e.rec.replyTexts())
-	}
-}
-
 // TestMDEComment: the marker starts the comment (MDE may cut the end),
 // the analyst's part is truncated to fit, and marker-like text typed by
 // the analyst is neutralised so it never reads as another request's marker.

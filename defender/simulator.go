@@ -215,14 +215,9 @@ func (s *Simulator) isolation(ctx context.Context, slot Slot, op, budget, machin
 		return MachineAction{}, notFound(op, "Machine "+machineID)
 	}
 	if typ == "Isolate" {
-		managed := m.OnboardingStatus == "Onboarded"
-		switch {
-		case managed && t == UnManagedDevice:
-			return MachineAction{}, &APIError{Op: op, Status: http.StatusBadRequest, Code: "InvalidInput", Kind: ErrBadRequest,
-				Message: "UnManagedDevice (contain) is only for devices not onboarded to MDE; use Full or Selective"}
-		case !managed && t != UnManagedDevice:
-			return MachineAction{}, &APIError{Op: op, Status: http.StatusBadRequest, Code: "InvalidInput", Kind: ErrBadRequest,
-				Message: fmt.Sprintf("the device is not onboarded to MDE (onboarding status %s), so %s isolation is impossible; use UnManagedDevice (contain)", m.OnboardingStatus, t)}
+		// The same rule the request stage applies before approval.
+		if err := CheckIsolationType(m, t); err != nil {
+			return MachineAction{}, &APIError{Op: op, Status: http.StatusBadRequest, Code: "InvalidInput", Kind: ErrBadRequest, Message: err.Error()}
 		}
 	}
 	if s.busyLocked(m.ID, now) {

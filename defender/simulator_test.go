@@ -76,7 +76,7 @@ func TestSimulatorProgression(t *testing.T) {
 func TestSimulatorTimingIsConfigurable(t *testing.T) {
 	s, clk := newSim(t)
 	s.PendingFor, s.CompleteAfter = 10*time.Second, time.Minute
-	a, err := s.Isolate(context.Background(), nil, SimWeb02, Selective, "c")
+	a, err := s.Isolate(context.Background(), nil, SimWeb02, Full, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,8 @@ func TestSimulatorFindMachinesByName(t *testing.T) {
 }
 
 // TestSimulatorIsolationTypeRules proves UnManagedDevice is only for the
-// unmanaged device and Full/Selective only for onboarded ones.
+// unmanaged device, Full/Selective only for onboarded ones and Selective
+// never on Linux.
 func TestSimulatorIsolationTypeRules(t *testing.T) {
 	tests := []struct {
 		machine string
@@ -143,6 +144,8 @@ func TestSimulatorIsolationTypeRules(t *testing.T) {
 		{SimPrinter3F, UnManagedDevice, nil},
 		{SimWeb01, UnManagedDevice, ErrBadRequest},
 		{SimLaptop042, Selective, nil},
+		{SimWeb02, Selective, ErrBadRequest}, // Linux: MDE offers no selective isolation
+		{SimWeb02, Full, nil},
 		{SimDB01, "Partial", ErrBadRequest},
 		{"0000000000000000000000000000000000000000", Full, ErrNotFound},
 		{"not-an-id", Full, ErrBadRequest},

@@ -212,4 +212,10 @@ const (
 	EventStatus       = "status"
 	EventDone         = "done"
 	EventFailed       = "failed"
+	// EventFollowing: the request follows an action of its type already
+	// under way in MDE (e.g. started in the portal) instead of sending one.
+	EventFollowing = "following_existing"
+	// EventReleaseRequested: Release on an isolation's card opened a
+	// release request (its id in Reason).
+	EventReleaseRequested = "release_requested"
 )

@@ -73,7 +73,7 @@ func TestFaultsAndHang(t *testing.T) {
 	ctx := context.Background()
 
 	f.FailNext(fakemde.OpIsolate, fakemde.Fault{Status: 429, Code: "TooManyRequests", RetryAfter: 7})
-	_, err := c.Isolate(ctx, nil, defender.SimWeb02, defender.Selective, "x")
+	_, err := c.Isolate(ctx, nil, defender.SimWeb02, defender.Full, "x")
 	var ae *defender.APIError
 	if !errors.As(err, &ae) || !errors.Is(err, defender.ErrThrottled) || ae.RetryAfter != 7*time.Second {
 		t.Fatalf("429: %v", err)
@@ -82,7 +82,7 @@ func TestFaultsAndHang(t *testing.T) {
 	f.Hang(fakemde.OpIsolate, 2*time.Second)
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	_, err = c.Isolate(cctx, nil, defender.SimWeb02, defender.Selective, "timed out [isolate-bot r-2]")
+	_, err = c.Isolate(cctx, nil, defender.SimWeb02, defender.Full, "timed out [isolate-bot r-2]")
 	if !errors.Is(err, defender.ErrOutcomeUnknown) {
 		t.Fatalf("hung POST: %v, want ErrOutcomeUnknown", err)
 	}
