@@ -27,6 +27,18 @@ type Config struct {
 	SchedulerEvery  time.Duration // scheduler tick (leases are counted in it)
 	Protected       protect.Set   // PROTECTED_MACHINES; the zero Set protects nothing
 	ProtectedMode   protect.Mode  // PROTECTED_MODE; the zero Mode is two approvers
+	// ResendBackoff is how long the send stage waits before each new try
+	// of a write that reached nobody (DNS, connection, TLS, Azure AD
+	// unreachable); after the last the request fails.
+	ResendBackoff []time.Duration
+	// ReconcileChecks are when, after a write whose outcome is unknown,
+	// the machine's actions are read for the request's marker before any
+	// resend (MDE lists a new action late).
+	ReconcileChecks []time.Duration
+	// RefusalBurst refusals to one user within RefusalWindow are answered;
+	// then one "slow down", then silence until the window ends.
+	RefusalBurst  int
+	RefusalWindow time.Duration
 }
 
 // check panics when a duration is missing: a zero one would time every
@@ -47,10 +59,20 @@ func (c Config) check() {
 		{"FollowFor", c.FollowFor},
 		{"GroupCacheTTL", c.GroupCacheTTL},
 		{"SchedulerEvery", c.SchedulerEvery},
+		{"RefusalWindow", c.RefusalWindow},
 	} {
 		if f.d <= 0 {
 			missing = append(missing, f.name)
 		}
+	}
+	if len(c.ResendBackoff) == 0 {
+		missing = append(missing, "ResendBackoff")
+	}
+	if len(c.ReconcileChecks) == 0 {
+		missing = append(missing, "ReconcileChecks")
+	}
+	if c.RefusalBurst <= 0 {
+		missing = append(missing, "RefusalBurst")
 	}
 	if len(missing) > 0 {
 		panic(fmt.Sprintf("commands: Config.%s not set; internal/app passes internal/config's value", strings.Join(missing, ", Config.")))

@@ -72,7 +72,7 @@ func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEn
 		// on, and the next owner reconciles before any call.
 		return
 	}
-	o := classify(err, sendTry{unavailable: e.Attempt - 1})
+	o := classify(err, sendTry{unavailable: e.Attempt - 1, backoff: d.s.cfg.ResendBackoff})
 	log := d.s.logger(ctx).With().Str("entry", e.Marker()).Str("machine", e.MachineID).Logger()
 	switch o.verdict {
 	case sendLater, backOff, handBack, stopped, notOurs:
@@ -94,7 +94,7 @@ func (d *Drainer) send(stop, ctx context.Context, b store.Batch, e store.BatchEn
 }
 
 // unknown holds e after a call whose outcome is unknown until MDE must
-// list the action (reconcileChecks after the call); then its lease runs
+// list the action (Config.ReconcileChecks after the call); then its lease runs
 // out and whichever replica reclaims it reconciles by the marker first.
 func (d *Drainer) unknown(ctx context.Context, b store.Batch, e store.BatchEntry, calledAt time.Time, err error, resent bool) {
 	d.s.logger(ctx).Warn().Err(err).Str("entry", e.Marker()).Msg("MDE did not confirm the call; reconciling by marker before any resend")
@@ -102,7 +102,7 @@ func (d *Drainer) unknown(ctx context.Context, b store.Batch, e store.BatchEntry
 		d.finish(ctx, b, e, store.EntryFailed, "", "MDE did not confirm the call twice; check the MDE portal (Action center) for this machine.", asAPIError(err))
 		return
 	}
-	if _, err := d.b.Extend(ctx, e, calledAt.Add(reconcileChecks[len(reconcileChecks)-1])); err != nil {
+	if _, err := d.b.Extend(ctx, e, calledAt.Add(d.s.cfg.ReconcileChecks[len(d.s.cfg.ReconcileChecks)-1])); err != nil {
 		d.s.logger(ctx).Warn().Err(err).Str("entry", e.Marker()).Msg("could not hold the entry for reconciling; its lease hands it on")
 	}
 }

@@ -60,9 +60,9 @@ func TestDrainUnknownOutcome(t *testing.T) {
 			}
 			calledAt := e.clk.Now()
 			waitFor(t, "the entry held for reconciling", func() bool {
-				return e.posts.Load() == 1 && entry().LeaseUntil.Equal(calledAt.Add(reconcileChecks[len(reconcileChecks)-1]))
+				return e.posts.Load() == 1 && entry().LeaseUntil.Equal(calledAt.Add(e.cfg.ReconcileChecks[len(e.cfg.ReconcileChecks)-1]))
 			})
-			e.clk.Advance(reconcileChecks[len(reconcileChecks)-1])
+			e.clk.Advance(e.cfg.ReconcileChecks[len(e.cfg.ReconcileChecks)-1])
 			waitFor(t, "the entry final", func() bool { return entry().State.Final() })
 			got := entry()
 			if got.State != c.want || e.posts.Load() != c.posts {

@@ -80,6 +80,10 @@ func testConfig() Config {
 		FollowFor:       72 * time.Hour,
 		GroupCacheTTL:   config.DefaultGroupCacheTTL,
 		SchedulerEvery:  10 * time.Millisecond,
+		ResendBackoff:   config.DefaultFixed().ResendBackoff,
+		ReconcileChecks: config.DefaultFixed().ReconcileChecks,
+		RefusalBurst:    config.DefaultRefusalBurst,
+		RefusalWindow:   config.DefaultRefusalWindow,
 	}
 }
 

@@ -24,7 +24,7 @@ const (
 	// sendLater: MDE throttled us (429); wait outcome.after, then send again.
 	sendLater
 	// backOff: nothing was sent because MDE or Azure AD could not be
-	// reached; hold the request, wait outcome.after (resendBackoff), then
+	// reached; hold the request, wait outcome.after (Config.ResendBackoff), then
 	// send again. The thread hears of it once.
 	backOff
 	// handBack: nothing was sent; give the request back to the schedulers
@@ -43,18 +43,10 @@ const (
 	fail
 )
 
-// resendBackoff is how long the send stage waits before each new try after
-// an MDE write failed with nothing sent (DNS, connection or TLS failures,
-// Azure AD unreachable or failing): 5 more tries over 10.5 minutes, then
-// the request fails. TODO(defaults): move to internal/config.
-var resendBackoff = [...]time.Duration{
-	30 * time.Second, time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute,
-}
-
 // resendSpan is the whole back-off, for the words of the final failure.
-func resendSpan() time.Duration {
+func resendSpan(backoff []time.Duration) time.Duration {
 	var d time.Duration
-	for _, w := range resendBackoff {
+	for _, w := range backoff {
 		d += w
 	}
 	return d
@@ -70,10 +62,11 @@ type outcome struct {
 
 // sendTry is what the send loop knows when classifying an error.
 type sendTry struct {
-	throttled    int           // 429s answered before this error
-	unavailable  int           // tries that reached nobody before this error (kept on the request's Note)
-	underWay     int           // "already in progress" answers before this error
-	queueMaxWait time.Duration // for the words of a rate-limit refusal
+	throttled    int             // 429s answered before this error
+	unavailable  int             // tries that reached nobody before this error (kept on the request's Note)
+	underWay     int             // "already in progress" answers before this error
+	queueMaxWait time.Duration   // for the words of a rate-limit refusal
+	backoff      []time.Duration // Config.ResendBackoff
 }
 
 // maxThrottled bounds the attempts of one request against MDE 429s.
@@ -116,11 +109,11 @@ func classify(err error, try sendTry) outcome {
 	case errors.Is(err, defender.ErrUnavailable):
 		// Nothing reached MDE (a POST that may have is ErrOutcomeUnknown).
 		n := try.unavailable + 1
-		if n > len(resendBackoff) {
+		if n > len(try.backoff) {
 			return outcome{verdict: fail, call: "unavailable", why: fmt.Sprintf("%s, %d times over %s; nothing was sent to MDE. Request again once it is reachable.",
-				unreachable(err), n, resendSpan())}
+				unreachable(err), n, resendSpan(try.backoff))}
 		}
-		return outcome{verdict: backOff, call: "unavailable", after: resendBackoff[n-1]}
+		return outcome{verdict: backOff, call: "unavailable", after: try.backoff[n-1]}
 	}
 	return outcome{verdict: fail, call: "error", why: describeMDEError(err)}
 }

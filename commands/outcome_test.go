@@ -62,12 +62,15 @@ func TestClassify(t *testing.T) {
 			want: outcome{verdict: backOff, call: "unavailable", after: time.Minute}},
 		{name: "fifth unreachable try waits the longest", err: unreachableErr, try: sendTry{unavailable: 4},
 			want: outcome{verdict: backOff, call: "unavailable", after: 4 * time.Minute}},
-		{name: "sixth unreachable try gives up", err: unreachableErr, try: sendTry{unavailable: len(resendBackoff)},
+		{name: "sixth unreachable try gives up", err: unreachableErr, try: sendTry{unavailable: len(testConfig().ResendBackoff)},
 			want: outcome{verdict: fail, call: "unavailable", why: "MDE (or Azure AD, for the token) could not be reached: no response from MDE, 6 times over 10m30s; nothing was sent to MDE. Request again once it is reachable."}},
 		{name: "not from MDE's vocabulary", err: errors.New("boom"),
 			want: outcome{verdict: fail, call: "error", why: "the MDE call failed unexpectedly (details in the bot's logs)."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.try.backoff == nil {
+				tc.try.backoff = testConfig().ResendBackoff
+			}
 			if got := classify(tc.err, tc.try); got != tc.want {
 				t.Fatalf("classify(%v) = %+v\nwant %+v", tc.err, got, tc.want)
 			}

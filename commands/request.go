@@ -71,7 +71,7 @@ func (s *Service) refuse(ctx context.Context, inv Invocation, machineID, reason 
 		return
 	case refusalSlowDown:
 		log.Warn().Str("machine", machineID).Str("reason", reason).Msg("command refused; ignoring this user's commands for a while")
-		reason, m = throttledPrefix+reason, slowDownMessage
+		reason, m = throttledPrefix+reason, s.slowDownMessage()
 	default:
 		log.Info().Str("machine", machineID).Str("reason", reason).Msg("command refused")
 	}

@@ -21,12 +21,6 @@ import (
 // store is down, so retries do not repeat it.
 const noteStoreDown = "state store unavailable, will retry"
 
-// reconcileChecks are when, after a call whose outcome is unknown, the
-// machine's actions are read for the request's marker before any resend:
-// MDE lists a new action late, so one look at once would resend too early.
-// TODO(defaults): move to internal/config.
-var reconcileChecks = [...]time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
-
 // noteUnreachable is the request's Note while it backs off after MDE could
 // not be reached: the count of failed tries, so a replica that takes it
 // over carries on the count (see unreachableTries).
@@ -96,7 +90,7 @@ func (s *Service) execute(ctx context.Context, r store.Request) {
 // changes hands; classify decides what each failure means.
 func (s *Service) send(ctx context.Context, r store.Request) {
 	log := s.logger(ctx)
-	try := sendTry{queueMaxWait: s.cfg.QueueMaxWait, unavailable: unreachableTries(r.Note)}
+	try := sendTry{queueMaxWait: s.cfg.QueueMaxWait, unavailable: unreachableTries(r.Note), backoff: s.cfg.ResendBackoff}
 	resent := false
 	for first := true; !s.stopping(); first = false {
 		// Renew our lease before every attempt, so no replica takes over
@@ -188,7 +182,7 @@ func (s *Service) backOff(ctx context.Context, r store.Request, n int, wait time
 	s.logger(ctx).Warn().Err(cause).Int("failed_tries", n).Time("next_try", at).Msg("MDE could not be reached; will send again")
 	if n == 1 {
 		last := at
-		for _, w := range resendBackoff[n:] {
+		for _, w := range s.cfg.ResendBackoff[n:] {
 			last = last.Add(w)
 		}
 		s.reply(ctx, r, msg(txtf("%s; nothing was sent. Trying again at %s, then with back-off until about %s; the request stays approved meanwhile.",
@@ -198,12 +192,12 @@ func (s *Service) backOff(ctx context.Context, r store.Request, n int, wait time
 }
 
 // reconcile looks for the action a call with an unknown outcome may have
-// created, at each of reconcileChecks after the call, holding r meanwhile.
+// created, at each of Config.ReconcileChecks after the call, holding r meanwhile.
 // It reports whether to send once more; otherwise the request was
 // finished, failed or handed back here, or Stop cut the looking short and
 // the hold's lease hands r to a replica that reconciles first.
 func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defender.APIError, resent bool, calledAt time.Time) (store.Request, bool) {
-	nr, err := s.leases.holdUntil(ctx, r, calledAt.Add(reconcileChecks[len(reconcileChecks)-1]))
+	nr, err := s.leases.holdUntil(ctx, r, calledAt.Add(s.cfg.ReconcileChecks[len(s.cfg.ReconcileChecks)-1]))
 	if cur, ok := lost(err); ok {
 		s.logger(ctx).Warn().Str("state", string(cur.State)).Msg("no longer ours; the new owner reconciles")
 		return r, false
@@ -213,7 +207,7 @@ func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defend
 		return r, false
 	}
 	r = nr
-	for _, after := range reconcileChecks {
+	for _, after := range s.cfg.ReconcileChecks {
 		if !s.waitUntil(ctx, calledAt.Add(after)) {
 			s.logger(ctx).Info().Msg("stopping while reconciling; the lease hands the request on")
 			return r, false
@@ -232,7 +226,7 @@ func (s *Service) reconcile(ctx context.Context, r store.Request, apiErr *defend
 		s.fail(ctx, r, "MDE did not confirm the call twice; check the MDE portal (Action center) for this machine before requesting again.", apiErr, nil)
 		return r, false
 	}
-	s.reply(ctx, r, msg(txtf("MDE did not confirm the call and has listed no action for it after %s; sending it once more.", reconcileChecks[len(reconcileChecks)-1])))
+	s.reply(ctx, r, msg(txtf("MDE did not confirm the call and has listed no action for it after %s; sending it once more.", s.cfg.ReconcileChecks[len(s.cfg.ReconcileChecks)-1])))
 	return r, true
 }
 

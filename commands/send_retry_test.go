@@ -53,7 +53,7 @@ func TestUnreachableBacksOff(t *testing.T) {
 	r := e.request()
 	e.click(e.svc, r.ID, boss, true)
 	next := testclock.Start
-	for try, wait := range resendBackoff[:2] {
+	for try, wait := range e.cfg.ResendBackoff[:2] {
 		waitFor(t, "a failed try to be audited", func() bool { return e.calls(r.ID, "unavailable") == try+1 })
 		next = next.Add(wait)
 		got := e.get(r.ID)
@@ -73,7 +73,7 @@ func TestUnreachableBacksOff(t *testing.T) {
 }
 
 // TestUnreachableGivesUp: after the last try of the back-off the request
-// fails, saying why, having been sent 1 + len(resendBackoff) times.
+// fails, saying why, having been sent 1 + len(e.cfg.ResendBackoff) times.
 func TestUnreachableGivesUp(t *testing.T) {
 	e := newEnv(t)
 	e.setOnPost(func(int, func() (defender.MachineAction, error)) (defender.MachineAction, error) {
@@ -83,7 +83,7 @@ func TestUnreachableGivesUp(t *testing.T) {
 	e.click(e.svc, r.ID, boss, true)
 	e.drive("the request to end", 30*time.Second, func() bool { return e.get(r.ID).State.Terminal() })
 	e.svc.Wait()
-	want := 1 + len(resendBackoff)
+	want := 1 + len(e.cfg.ResendBackoff)
 	got := e.get(r.ID)
 	if got.State != store.Failed || int(e.posts.Load()) != want || e.calls(r.ID, "unavailable") != want {
 		t.Fatalf("state %s after %d POSTs (%d audited); want failed after %d", got.State, e.posts.Load(), e.calls(r.ID, "unavailable"), want)
@@ -98,7 +98,7 @@ func TestUnreachableGivesUp(t *testing.T) {
 
 // TestUnreachableScheduleSurvivesRestart: the replica backing off stops;
 // another takes the request over once its lease (the next try + callLease)
-// has passed and carries on the same count: 1 + len(resendBackoff) POSTs in
+// has passed and carries on the same count: 1 + len(e.cfg.ResendBackoff) POSTs in
 // all, and the thread is not told again.
 func TestUnreachableScheduleSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
@@ -122,7 +122,7 @@ func TestUnreachableScheduleSurvivesRestart(t *testing.T) {
 		return e.get(r.ID).State.Terminal()
 	})
 	next.Wait()
-	if got, want := int(e.posts.Load()), 1+len(resendBackoff); got != want || e.get(r.ID).State != store.Failed {
+	if got, want := int(e.posts.Load()), 1+len(e.cfg.ResendBackoff); got != want || e.get(r.ID).State != store.Failed {
 		t.Fatalf("%d POSTs, state %s; want failed after %d", got, e.get(r.ID).State, want)
 	}
 	if n := e.repliesWith("Trying again at"); n != 1 {

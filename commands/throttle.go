@@ -7,16 +7,10 @@ import (
 
 // The refusal throttle. Anyone in the workspace can type /isolate, and
 // each refusal is an ephemeral reply and an audit entry: repeated refusals
-// to one user are answered one by one up to refusalBurst within
-// refusalWindow, then once with "slow down", then not at all until the
+// to one user are answered one by one up to Config.RefusalBurst within
+// Config.RefusalWindow, then once with "slow down", then not at all until the
 // window ends (the transport still acknowledges every delivery). The count
 // lives in the shared store, so all replicas throttle together.
-const (
-	// TODO(defaults): move to internal/config.
-	refusalBurst = 10
-	// TODO(defaults): move to internal/config.
-	refusalWindow = time.Minute
-)
 
 // Throttle counts hits per key in a fixed window shared by all replicas.
 // store.Approvals (Redis) and store.MemoryApprovals implement it.
@@ -46,14 +40,14 @@ func (s *Service) countRefusal(ctx context.Context, user string) refusalVerdict 
 	if s.d.Throttle == nil {
 		return refusalTell
 	}
-	n, err := s.d.Throttle.Hit(ctx, refusalKey(user), refusalWindow)
+	n, err := s.d.Throttle.Hit(ctx, refusalKey(user), s.cfg.RefusalWindow)
 	switch {
 	case err != nil:
 		s.logger(ctx).Warn().Err(err).Msg("could not count the refusal; refusing without the throttle")
 		return refusalTell
-	case n <= refusalBurst:
+	case n <= int64(s.cfg.RefusalBurst):
 		return refusalTell
-	case n == refusalBurst+1:
+	case n == int64(s.cfg.RefusalBurst)+1:
 		return refusalSlowDown
 	}
 	return refusalSilent
@@ -66,11 +60,13 @@ func (s *Service) silenced(ctx context.Context, user string) bool {
 		return false
 	}
 	n, err := s.d.Throttle.Hits(ctx, refusalKey(user))
-	return err == nil && n > refusalBurst
+	return err == nil && n > int64(s.cfg.RefusalBurst)
 }
 
 // throttledPrefix starts the audit reason of the "slow down" refusal.
 const throttledPrefix = "throttled: "
 
-var slowDownMessage = msg(txtf("Slow down: more than %d of your commands were refused within %s, so I ignore your commands for up to %s. Type ",
-	refusalBurst, refusalWindow, refusalWindow), code("/isolate help"), txt(" afterwards for the usage."))
+func (s *Service) slowDownMessage() Message {
+	return msg(txtf("Slow down: more than %d of your commands were refused within %s, so I ignore your commands for up to %s. Type ",
+		s.cfg.RefusalBurst, s.cfg.RefusalWindow, s.cfg.RefusalWindow), code("/isolate help"), txt(" afterwards for the usage."))
+}

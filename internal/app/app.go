@@ -198,6 +198,10 @@ func (a *App) build(metrics *ops.Metrics) {
 		FollowFor:       cfg.FollowFor,
 		GroupCacheTTL:   cfg.GroupCacheTTL,
 		SchedulerEvery:  cfg.SchedulerEvery,
+		ResendBackoff:   cfg.ResendBackoff,
+		ReconcileChecks: cfg.ReconcileChecks,
+		RefusalBurst:    cfg.RefusalBurst,
+		RefusalWindow:   cfg.RefusalWindow,
 		Protected:       cfg.ProtectedMachines,
 		ProtectedMode:   cfg.ProtectedMode,
 	}, commands.Deps{

@@ -43,13 +43,17 @@ const (
 	// first DefaultPollFastFor (a change reaches the card within 15 s), then
 	// twice as long for each further DefaultPollFastFor, up to
 	// DefaultPollMaxInterval; one batched read covers every due action.
-	DefaultPollInterval         = 10 * time.Second
-	DefaultPollFastFor          = 10 * time.Minute
-	DefaultPollMaxInterval      = 5 * time.Minute
-	DefaultSchedulerEvery       = 5 * time.Second
-	DefaultGroupCacheTTL        = 5 * time.Minute
-	DefaultRateLimitMinute      = 61 * time.Second   // 60 s plus 1 s against clock jitter and network delay
-	DefaultRateLimitHour        = 3605 * time.Second // 3600 s plus 5 s, likewise
+	DefaultPollInterval    = 10 * time.Second
+	DefaultPollFastFor     = 10 * time.Minute
+	DefaultPollMaxInterval = 5 * time.Minute
+	DefaultSchedulerEvery  = 5 * time.Second
+	DefaultGroupCacheTTL   = 5 * time.Minute
+	DefaultRateLimitMinute = 61 * time.Second   // 60 s plus 1 s against clock jitter and network delay
+	DefaultRateLimitHour   = 3605 * time.Second // 3600 s plus 5 s, likewise
+	// After this many refusals to one user within the window, one "slow
+	// down" reply, then silence until the window ends.
+	DefaultRefusalBurst         = 10
+	DefaultRefusalWindow        = time.Minute
 	DefaultAuditMaxLen          = 100000
 	DefaultMDEMaxGetAttempts    = 3
 	DefaultMDEBaseBackoff       = 200 * time.Millisecond
@@ -115,6 +119,17 @@ type Fixed struct {
 	RedisStartTimeout time.Duration // the PING at start-up: a wrong REDIS_URL fails fast
 	SlackCallTimeout  time.Duration // one Slack Web API call
 	ConsoleDrain      time.Duration // console: wait for running work after end of input
+
+	// ResendBackoff: the waits before each new try of an MDE write that
+	// reached nobody (DNS, connection, TLS, Azure AD unreachable): 5 more
+	// tries over 10.5 minutes, then the request fails.
+	ResendBackoff []time.Duration
+	// ReconcileChecks: after a write whose outcome is unknown, when the
+	// machine's actions are read for the request's marker before any
+	// resend (MDE lists a new action late, up to about a minute).
+	ReconcileChecks []time.Duration
+	RefusalBurst    int
+	RefusalWindow   time.Duration
 }
 
 // DefaultFixed returns the fixed values of a bot.
@@ -132,6 +147,10 @@ func DefaultFixed() Fixed {
 		GroupCacheTTL:         DefaultGroupCacheTTL,
 		RateLimitMinute:       DefaultRateLimitMinute,
 		RateLimitHour:         DefaultRateLimitHour,
+		ResendBackoff:         []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute},
+		ReconcileChecks:       []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute},
+		RefusalBurst:          DefaultRefusalBurst,
+		RefusalWindow:         DefaultRefusalWindow,
 		AuditMaxLen:           DefaultAuditMaxLen,
 		MDEMaxGetAttempts:     DefaultMDEMaxGetAttempts,
 		MDEBaseBackoff:        DefaultMDEBaseBackoff,

@@ -104,7 +104,7 @@ func TestFixedValues(t *testing.T) {
 			}
 		}
 	}
-	if bot.Fixed != DefaultFixed() {
+	if !reflect.DeepEqual(bot.Fixed, DefaultFixed()) {
 		t.Errorf("bot fixed values %+v, want DefaultFixed %+v", bot.Fixed, DefaultFixed())
 	}
 	if bot.CommandTimeout != 20*time.Second || bot.PollInterval != 10*time.Second || bot.ReadyCheckTimeout >= time.Second {
