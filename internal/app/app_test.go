@@ -90,6 +90,25 @@ func (w *world) config(t *testing.T, extra map[string]string) config.Config {
 	return cfg
 }
 
+// running builds an App from w's configuration, runs it, and returns once
+// Slack has its Socket Mode connection: cancel stops it, done gives Run's
+// error.
+func (w *world) running(t *testing.T) (*App, context.Context, context.CancelFunc, <-chan error) {
+	t.Helper()
+	a, err := New(w.config(t, nil), w.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	if err := w.fs.WaitConnections(1, wait); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return a, ctx, cancel, done
+}
+
 func (w *world) options() Options {
 	return Options{Log: zerolog.New(w.logs), MDEHTTPClient: w.mde.HTTPClient()}
 }
@@ -109,17 +128,8 @@ func healthy(addr string) bool {
 // HTTP server is gone afterwards.
 func TestRunStopsInOrder(t *testing.T) {
 	w := newWorld(t)
-	a, err := New(w.config(t, nil), w.options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	a, _, cancel, done := w.running(t)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	if err := w.fs.WaitConnections(1, wait); err != nil {
-		t.Fatal(err)
-	}
 	if !healthy(a.Addr()) {
 		t.Fatal("/healthz does not answer while running")
 	}

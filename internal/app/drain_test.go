@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -16,17 +15,8 @@ import (
 // still shuts down cleanly with the loop in it.
 func TestAppDrainsBatches(t *testing.T) {
 	w := newWorld(t)
-	a, err := New(w.config(t, nil), w.options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	a, ctx, cancel, done := w.running(t)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	if err := w.fs.WaitConnections(1, wait); err != nil {
-		t.Fatal(err)
-	}
 	b, err := a.Drainer().StartBatch(ctx, store.Batch{RequestID: "r-1", Command: store.Isolate, IsolationType: "Full",
 		Comment: "outbreak", Requester: "U0ALICE", Approvers: []string{"U0BOB"}},
 		[]store.BatchEntry{{MachineID: defender.SimWeb01}, {MachineID: defender.SimDB01}})

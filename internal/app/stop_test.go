@@ -20,17 +20,8 @@ import (
 // Redis and in the card's thread (issue 9, item 11).
 func TestShutdownLetsInFlightCallFinish(t *testing.T) {
 	w := newWorld(t)
-	a, err := New(w.config(t, nil), w.options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	_, _, cancel, done := w.running(t)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	if err := w.fs.WaitConnections(1, wait); err != nil {
-		t.Fatal(err)
-	}
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "web-01.contoso.local full beaconing")
 	var card fakeslack.Message
 	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
