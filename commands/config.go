@@ -27,6 +27,19 @@ type Config struct {
 	SchedulerEvery  time.Duration // scheduler tick (leases are counted in it)
 	Protected       protect.Set   // PROTECTED_MACHINES; the zero Set protects nothing
 	ProtectedMode   protect.Mode  // PROTECTED_MODE; the zero Mode is two approvers
+	// BulkMax (BULK_MAX) is the most machines one command may name; 0 or
+	// less refuses every list and tag (fail closed: no bound, no bulk).
+	BulkMax int
+	// BulkTwoApproversOver (BULK_TWO_APPROVERS_OVER): a command naming
+	// more machines needs two different approvers; 0 or less means every
+	// bulk command does.
+	BulkTwoApproversOver int
+	// RatePerMinute (RATE_LIMIT_PER_MINUTE) paces a batch: the card's
+	// estimate of its end; 0: no estimate.
+	RatePerMinute int
+	// BulkProgressEvery is how often a running batch's card is updated;
+	// 0 means every 5 s.
+	BulkProgressEvery time.Duration
 }
 
 // check panics when a duration is missing: a zero one would time every

@@ -43,6 +43,8 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		return nil
 	}
 	switch c.Action {
+	case ButtonStop:
+		return s.stopBulk(ctx, c, r)
 	case ButtonCancel, ButtonRelease:
 		// Offered by cards that follow an MDE action; their flows land with
 		// the follow-through work (issue 10). Until then, say so.

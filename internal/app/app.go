@@ -200,6 +200,10 @@ func (a *App) build(metrics *ops.Metrics) {
 		SchedulerEvery:  cfg.SchedulerEvery,
 		Protected:       cfg.ProtectedMachines,
 		ProtectedMode:   cfg.ProtectedMode,
+		BulkMax:         cfg.BulkMax,
+		// More machines than this need two different approvers.
+		BulkTwoApproversOver: cfg.BulkTwoApproversOver,
+		RatePerMinute:        cfg.RateLimitPerMinute,
 	}, commands.Deps{
 		Defender:  a.mde.defender,
 		Approvals: ops.InstrumentApprovals(a.store, metrics),

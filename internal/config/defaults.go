@@ -10,26 +10,29 @@ import "time"
 // Defaults of the environment variables (the public interface: README.md,
 // .env.example and the deploy files agree with them).
 const (
-	DefaultSlackAPIURL     = "https://slack.com/api/"            // SLACK_API_URL
-	DefaultAuthorityHost   = "https://login.microsoftonline.com" // AZURE_AUTHORITY_HOST
-	DefaultDefenderAPIURL  = "https://api.securitycenter.microsoft.com"
-	DefaultSimulate        = false            // DEFENDER_SIMULATE (console: see LoadConsole)
-	DefaultRedisPrefix     = "isolate-bot"    // REDIS_PREFIX
-	DefaultPerMinute       = 100              // RATE_LIMIT_PER_MINUTE: MDE's limit per API
-	DefaultPerHour         = 1500             // RATE_LIMIT_PER_HOUR: MDE's limit per API
-	DefaultApprovalTTL     = time.Hour        // APPROVAL_TTL
-	DefaultAuditRetention  = 720 * time.Hour  // AUDIT_RETENTION (30 days)
-	DefaultQueueMaxWait    = 2 * time.Hour    // QUEUE_MAX_WAIT
-	DefaultMDECallTimeout  = 30 * time.Second // MDE_CALL_TIMEOUT
-	DefaultFollowFor       = 72 * time.Hour   // FOLLOW_FOR: MDE's retry window for offline devices
-	DefaultWorkers         = 16               // WORKERS
-	DefaultShutdownTimeout = 25 * time.Second // SHUTDOWN_TIMEOUT
-	DefaultHTTPAddr        = ":8080"          // HTTP_ADDR
-	DefaultLogLevel        = "info"           // LOG_LEVEL
-	DefaultLogFormat       = "json"           // LOG_FORMAT
-	DefaultProtectedMode   = "two-approvers"  // PROTECTED_MODE (PROTECTED_MACHINES defaults to none)
-	ConsoleLogLevel        = "warn"           // LOG_LEVEL in console mode: a terminal wants warnings only
-	ConsoleLogFormat       = "console"        // LOG_FORMAT in console mode: readable
+	DefaultSlackAPIURL    = "https://slack.com/api/"            // SLACK_API_URL
+	DefaultAuthorityHost  = "https://login.microsoftonline.com" // AZURE_AUTHORITY_HOST
+	DefaultDefenderAPIURL = "https://api.securitycenter.microsoft.com"
+	DefaultSimulate       = false            // DEFENDER_SIMULATE (console: see LoadConsole)
+	DefaultRedisPrefix    = "isolate-bot"    // REDIS_PREFIX
+	DefaultPerMinute      = 100              // RATE_LIMIT_PER_MINUTE: MDE's limit per API
+	DefaultPerHour        = 1500             // RATE_LIMIT_PER_HOUR: MDE's limit per API
+	DefaultApprovalTTL    = time.Hour        // APPROVAL_TTL
+	DefaultAuditRetention = 720 * time.Hour  // AUDIT_RETENTION (30 days)
+	DefaultQueueMaxWait   = 2 * time.Hour    // QUEUE_MAX_WAIT
+	DefaultMDECallTimeout = 30 * time.Second // MDE_CALL_TIMEOUT
+	DefaultFollowFor      = 72 * time.Hour   // FOLLOW_FOR: MDE's retry window for offline devices
+	DefaultWorkers        = 16               // WORKERS
+	DefaultBulkMax        = 500              // BULK_MAX: the most machines one command may name
+	// BULK_TWO_APPROVERS_OVER: more machines than this need two approvers.
+	DefaultBulkTwoApproversOver = 10
+	DefaultShutdownTimeout      = 25 * time.Second // SHUTDOWN_TIMEOUT
+	DefaultHTTPAddr             = ":8080"          // HTTP_ADDR
+	DefaultLogLevel             = "info"           // LOG_LEVEL
+	DefaultLogFormat            = "json"           // LOG_FORMAT
+	DefaultProtectedMode        = "two-approvers"  // PROTECTED_MODE (PROTECTED_MACHINES defaults to none)
+	ConsoleLogLevel             = "warn"           // LOG_LEVEL in console mode: a terminal wants warnings only
+	ConsoleLogFormat            = "console"        // LOG_FORMAT in console mode: readable
 )
 
 // Defaults of the fixed values (no environment variable; see Fixed).
@@ -169,6 +172,8 @@ func defaultRaw() raw {
 		QueueMaxWait:    DefaultQueueMaxWait,
 		MDECallTimeout:  DefaultMDECallTimeout,
 		FollowFor:       DefaultFollowFor,
+		BulkMax:         DefaultBulkMax,
+		BulkTwoOver:     DefaultBulkTwoApproversOver,
 		Workers:         DefaultWorkers,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		HTTPAddr:        DefaultHTTPAddr,
