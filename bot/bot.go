@@ -316,6 +316,7 @@ var clickActions = map[string]commands.Button{
 	ActionDeny:    commands.ButtonDeny,
 	ActionCancel:  commands.ButtonCancel,
 	ActionRelease: commands.ButtonRelease,
+	ActionStop:    commands.ButtonStop,
 }
 
 // clickJob turns the first known card button of a block_actions payload

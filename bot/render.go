@@ -169,6 +169,9 @@ func verb(r store.Request) (verb, noun string) {
 // Card renders a request card: blocks plus the plain notification text.
 // Buttons appear only while the request is pending.
 func (rd Renderer) Card(c commands.Card) ([]slack.Block, string) {
+	if c.Bulk != nil {
+		return rd.bulkCard(c) // outbreak mode: render_bulk.go
+	}
 	r, m := c.Request, c.Machine
 	v, noun := verb(r)
 	host := or(r.HostName, m.ComputerDNSName)

@@ -125,6 +125,8 @@ type Card struct {
 	// Buttons are what the card offers now, in order (see cardButtons);
 	// none once nothing is valid any more.
 	Buttons []Button
+	// Bulk is set on the card of a list or tag command (outbreak mode).
+	Bulk *BulkCard
 }
 
 // Button is one action a card can offer.
@@ -135,6 +137,7 @@ const (
 	ButtonDeny    Button = "deny"    // pending: deny
 	ButtonCancel  Button = "cancel"  // the MDE action is Pending or InProgress: cancel it in MDE
 	ButtonRelease Button = "release" // an isolation succeeded: request its release
+	ButtonStop    Button = "stop"    // a bulk request's batch runs: stop its unsent rest
 )
 
 // Message is transport-neutral rich text: a sequence of spans, plus

@@ -9,6 +9,9 @@ import (
 // MDE action as last read (nil if none or not at hand) and the buttons
 // valid now.
 func (s *Service) card(r store.Request, m defender.Machine, a *defender.MachineAction) Card {
+	if isBulk(r) {
+		return s.bulkCard(r, nil)
+	}
 	return Card{Request: r, Machine: m, Approvers: s.cfg.Approvers, Action: a, Protected: r.Protected, Buttons: cardButtons(r, a)}
 }
 

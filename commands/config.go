@@ -39,6 +39,19 @@ type Config struct {
 	// then one "slow down", then silence until the window ends.
 	RefusalBurst  int
 	RefusalWindow time.Duration
+	// BulkMax (BULK_MAX) is the most machines one command may name; 0 or
+	// less refuses every list and tag (fail closed: no bound, no bulk).
+	BulkMax int
+	// BulkTwoApproversOver (BULK_TWO_APPROVERS_OVER): a command naming
+	// more machines needs two different approvers; 0 or less means every
+	// bulk command does.
+	BulkTwoApproversOver int
+	// RatePerMinute (RATE_LIMIT_PER_MINUTE) paces a batch: the card's
+	// estimate of its end; 0: no estimate.
+	RatePerMinute int
+	// BulkProgressEvery is how often a running batch's card is updated
+	// (and the most often its thread hears from it).
+	BulkProgressEvery time.Duration
 }
 
 // check panics when a duration is missing: a zero one would time every
@@ -60,6 +73,7 @@ func (c Config) check() {
 		{"GroupCacheTTL", c.GroupCacheTTL},
 		{"SchedulerEvery", c.SchedulerEvery},
 		{"RefusalWindow", c.RefusalWindow},
+		{"BulkProgressEvery", c.BulkProgressEvery},
 	} {
 		if f.d <= 0 {
 			missing = append(missing, f.name)

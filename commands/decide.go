@@ -47,6 +47,8 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		return s.clickCancel(ctx, c, r) // cancel_action.go
 	case ButtonRelease:
 		return s.clickRelease(ctx, c, r) // release.go
+	case ButtonStop:
+		return s.stopBulk(ctx, c, r) // bulk_decide.go
 	}
 	cardUnrecorded := r.Channel == "" || r.MessageTS == ""
 	if cardUnrecorded {

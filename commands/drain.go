@@ -53,6 +53,8 @@ type DrainDeps struct {
 	Gate Gate
 	// Owner names this replica in claims; empty: a random id.
 	Owner string
+	// Plans keeps pending bulk requests' machines (bulk_request.go).
+	Plans Plans
 }
 
 // Drainer runs the drain loop of one replica and starts, stops and reads
@@ -62,6 +64,7 @@ type Drainer struct {
 	b     Batches
 	gate  Gate
 	owner string
+	plans Plans
 	wake  chan struct{}
 	// known caches each running batch's fixed fields (command, comment,
 	// approvers); only the loop touches it.
@@ -75,7 +78,11 @@ func NewDrainer(s *Service, d DrainDeps) *Drainer {
 		_, _ = rand.Read(b[:])
 		d.Owner = "replica-" + hex.EncodeToString(b[:])
 	}
-	return &Drainer{s: s, b: d.Batches, gate: d.Gate, owner: d.Owner, wake: make(chan struct{}, 1), known: map[string]store.Batch{}}
+	dr := &Drainer{s: s, b: d.Batches, gate: d.Gate, owner: d.Owner, plans: d.Plans, wake: make(chan struct{}, 1), known: map[string]store.Batch{}}
+	if d.Plans != nil {
+		s.drainer = dr // bulk requests start batches on this drainer
+	}
+	return dr
 }
 
 // StartBatch stores b with one entry per machine (entries given as

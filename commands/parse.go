@@ -71,23 +71,18 @@ func usageErr(usage, format string, args ...any) *UsageError {
 // machine.
 func (p Parsed) Bulk() bool { return len(p.Machines) > 0 || p.Tag != "" }
 
-// DefaultBulkMax is the most machines one command may list (BULK_MAX).
-//
-// TODO(issue 8 item 4): move this default to internal/config with BULK_MAX
-// and have the wiring pass Parser{BulkMax: cfg.BulkMax}.
-const DefaultBulkMax = 500
-
 // Parser parses slash commands under the configured limits. It is a value
 // the wiring builds from the configuration rather than a package variable,
 // so tests and replicas with different limits cannot race on it.
 type Parser struct {
-	// BulkMax is the most distinct machines a list may name; 0 or less
-	// means DefaultBulkMax. A tag's machines are only known after the
+	// BulkMax is the most distinct machines a list may name (BULK_MAX,
+	// passed by the wiring); 0 or less leaves lists unbounded here and the
+	// caller bounds them. A tag's machines are only known after the
 	// look-up, so the caller applies it to them.
 	BulkMax int
 }
 
-// Parse parses with the zero Parser (DefaultBulkMax).
+// Parse parses with the zero Parser (lists unbounded).
 func Parse(command, text string) (Parsed, error) { return Parser{}.Parse(command, text) }
 
 // Parse parses the text of /isolate or /unisolate. Keywords (help, status,

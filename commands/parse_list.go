@@ -55,8 +55,8 @@ func (ps Parser) parseMachines(text, usage string) (Parsed, string, error) {
 		}
 	}
 	p := Parsed{Duplicates: len(entries) - len(refs)}
-	if max := ps.bulkMax(); len(refs) > max {
-		return Parsed{}, "", usageErr(usage, "%d machines given; at most %d at once.", len(refs), max)
+	if ps.BulkMax > 0 && len(refs) > ps.BulkMax {
+		return Parsed{}, "", usageErr(usage, "%d machines given; at most %d at once.", len(refs), ps.BulkMax)
 	}
 	if len(refs) == 1 {
 		p.Machine, p.MachineIsID = refs[0].Machine, refs[0].IsID
@@ -95,13 +95,6 @@ func unwrapLinks(list string) string {
 		}
 		list = list[i+j+2:]
 	}
-}
-
-func (ps Parser) bulkMax() int {
-	if ps.BulkMax <= 0 {
-		return DefaultBulkMax
-	}
-	return ps.BulkMax
 }
 
 // splitList returns the machine list at the start of s and the text after

@@ -170,7 +170,7 @@ func checkMachines(t *testing.T, p Parsed) {
 			t.Fatalf("bad tag form %+v", p)
 		}
 	case len(p.Machines) > 0:
-		if p.Machine != "" || len(p.Machines) < 2 || len(p.Machines) > DefaultBulkMax {
+		if p.Machine != "" || len(p.Machines) < 2 {
 			t.Fatalf("bad list form: %d machines, Machine %q", len(p.Machines), p.Machine)
 		}
 		seen := make(map[string]bool)

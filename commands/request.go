@@ -31,7 +31,7 @@ func (s *Service) Command(ctx context.Context, inv Invocation) error {
 		return nil
 	}
 
-	p, err := Parse(inv.Command, inv.Text)
+	p, err := Parser{BulkMax: s.cfg.BulkMax}.Parse(inv.Command, inv.Text)
 	if err != nil {
 		var ue *UsageError
 		if !errors.As(err, &ue) {
@@ -50,11 +50,7 @@ func (s *Service) Command(ctx context.Context, inv Invocation) error {
 		return s.cancel(ctx, inv, p)
 	}
 	if p.Bulk() {
-		// The parser knows lists and tags (outbreak mode); until their flow
-		// exists, say so plainly rather than look up an empty machine.
-		s.refuse(ctx, inv, "", "bulk not available",
-			msg(txt("Several machines in one command (a list or "), code("tag:"), txt(") is not available yet; nothing was done. Isolate one machine per command.")))
-		return nil
+		return s.bulkRequest(ctx, inv, p) // outbreak mode: bulk_request.go
 	}
 	return s.request(ctx, inv, p)
 }

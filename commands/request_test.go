@@ -246,16 +246,17 @@ func TestLookupFailures(t *testing.T) {
 	}
 }
 
-// TestBulkNotYetRefused: a list or tag parses, but until outbreak mode's
-// flow exists it is refused plainly, with no MDE look-up and no request.
-func TestBulkNotYetRefused(t *testing.T) {
+// TestBulkDisabledRefused: without BULK_MAX (a Service configured with no
+// bulk limit or drainer) a list or tag is refused plainly (fail closed),
+// with no MDE look-up and no request.
+func TestBulkDisabledRefused(t *testing.T) {
 	for _, text := range []string{"web-01.contoso.local, web-02.contoso.local full outbreak", "tag:Tier0 full outbreak"} {
 		e := newEnv(t)
 		lookups := 0
 		e.def.FindMachinesByNameFn = func(context.Context, string) ([]defender.Machine, error) { lookups++; return nil, nil }
 		e.command(analyst, "/isolate", text)
-		if ev, ok := e.lastRefusal(); !ok || ev.Reason != "bulk not available" {
-			t.Errorf("%q: last refusal %+v (found %v), want bulk not available", text, ev, ok)
+		if ev, ok := e.lastRefusal(); !ok || ev.Reason != "bulk not enabled" {
+			t.Errorf("%q: last refusal %+v (found %v), want bulk not enabled", text, ev, ok)
 		}
 		if lookups != 0 || e.rec.cardCount() != 0 {
 			t.Errorf("%q: %d look-ups, %d cards; want none", text, lookups, e.rec.cardCount())

@@ -39,6 +39,10 @@ func unreachableTries(note string) int {
 // startExecution runs r (approved, or executing and stranded) in the
 // background unless this process already runs it.
 func (s *Service) startExecution(r store.Request) {
+	if isBulk(r) { // outbreak mode: a batch, not one call (bulk_decide.go)
+		s.startBulk(r)
+		return
+	}
 	if !s.leases.runLocal(r.ID) {
 		return
 	}

@@ -65,6 +65,9 @@ type Service struct {
 	leases  *leases // who owns which request, for how long: see lease.go
 	follows Follows
 	poller  *poller // follows every followed MDE action: see poller.go
+	// drainer starts outbreak batches (set by NewDrainer with Plans,
+	// before the Service runs); nil: bulk commands are refused.
+	drainer *Drainer
 
 	// bg carries background work (executions, status followers): detached
 	// from the triggering command's ctx and cancelled only by Abort, so an

@@ -135,7 +135,9 @@ func prepareBatch(b Batch, entries []BatchEntry, now time.Time) (Batch, []BatchE
 	out := make([]BatchEntry, len(entries))
 	b.Counts = BatchCounts{Total: len(entries)}
 	for i, e := range entries {
-		if e.MachineID == "" {
+		// A skipped entry may name no machine: a name that matched none,
+		// or several, is listed in the summary and never sent.
+		if e.MachineID == "" && e.State != EntrySkipped {
 			return Batch{}, nil, fmt.Errorf("batch: entry %d has no machine id", i+1)
 		}
 		st := EntryQueued

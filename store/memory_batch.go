@@ -18,7 +18,8 @@ type MemoryBatches struct {
 	mu      sync.Mutex
 	seq     int64
 	batches map[string]*memBatch
-	running []string // ids, oldest first
+	running []string          // ids, oldest first
+	plans   map[string]string // request id → encoded plan (batch_plan.go)
 }
 
 type memBatch struct {

@@ -22,12 +22,15 @@ type drainLoop struct {
 // as every other MDE call, under the service.
 func (a *App) newDrainer(metrics *ops.Metrics) *commands.Drainer {
 	bcfg := store.BatchesConfig{Prefix: a.cfg.RedisPrefix, Retention: a.cfg.AuditRetention, Now: a.o.Now}
-	var batches commands.Batches = store.NewMemoryBatches(bcfg)
+	var batches interface {
+		commands.Batches
+		commands.Plans
+	} = store.NewMemoryBatches(bcfg)
 	if a.rdb != nil {
 		batches = store.NewBatches(a.rdb, bcfg)
 	}
 	gate := ratelimit.NewGate(ops.InstrumentLimiter(a.mde.limiter, metrics), 0, a.o.Now, a.o.Log)
-	return commands.NewDrainer(a.svc, commands.DrainDeps{Batches: batches, Gate: gate})
+	return commands.NewDrainer(a.svc, commands.DrainDeps{Batches: batches, Plans: batches, Gate: gate})
 }
 
 // Drainer starts, stops and reads outbreak batches.

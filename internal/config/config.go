@@ -110,13 +110,18 @@ type Config struct {
 	RateLimitPerMinute int // RATE_LIMIT_PER_MINUTE: exact calls per minute per MDE API
 	RateLimitPerHour   int // RATE_LIMIT_PER_HOUR: exact calls per hour per MDE API
 
-	ApprovalTTL     time.Duration // APPROVAL_TTL
-	AuditRetention  time.Duration // AUDIT_RETENTION
-	QueueMaxWait    time.Duration // QUEUE_MAX_WAIT
-	MDECallTimeout  time.Duration // MDE_CALL_TIMEOUT: one MDE call; a replica takes over another's stalled call after twice this
-	FollowFor       time.Duration // FOLLOW_FOR: how long after its creation an MDE action is followed
-	Workers         int           // WORKERS
-	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
+	ApprovalTTL    time.Duration // APPROVAL_TTL
+	AuditRetention time.Duration // AUDIT_RETENTION
+	QueueMaxWait   time.Duration // QUEUE_MAX_WAIT
+	MDECallTimeout time.Duration // MDE_CALL_TIMEOUT: one MDE call; a replica takes over another's stalled call after twice this
+	FollowFor      time.Duration // FOLLOW_FOR: how long after its creation an MDE action is followed
+	// BULK_MAX: the most machines one command (a list or a tag) may name;
+	// BULK_TWO_APPROVERS_OVER: a command naming more machines than this
+	// needs two different approvers.
+	BulkMax              int
+	BulkTwoApproversOver int
+	Workers              int           // WORKERS
+	ShutdownTimeout      time.Duration // SHUTDOWN_TIMEOUT
 
 	HTTPAddr  string        // HTTP_ADDR
 	LogLevel  zerolog.Level // LOG_LEVEL
@@ -156,6 +161,8 @@ type raw struct {
 	QueueMaxWait    time.Duration `env:"QUEUE_MAX_WAIT"`
 	MDECallTimeout  time.Duration `env:"MDE_CALL_TIMEOUT"`
 	FollowFor       time.Duration `env:"FOLLOW_FOR"`
+	BulkMax         int           `env:"BULK_MAX"`
+	BulkTwoOver     int           `env:"BULK_TWO_APPROVERS_OVER"`
 	Workers         int           `env:"WORKERS"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
 	HTTPAddr        string        `env:"HTTP_ADDR"`
@@ -373,6 +380,13 @@ func (c *Config) fill(r raw) Problems {
 	} else if r.PerMinute > 0 && r.PerHour < r.PerMinute {
 		add("RATE_LIMIT_PER_HOUR", "must be at least RATE_LIMIT_PER_MINUTE (%d)", r.PerMinute)
 	}
+	c.BulkMax, c.BulkTwoApproversOver = r.BulkMax, r.BulkTwoOver
+	if r.BulkMax < 2 {
+		add("BULK_MAX", "must be a whole number of at least 2 (the most machines one command may name), e.g. %d", DefaultBulkMax)
+	}
+	if r.BulkTwoOver < 1 {
+		add("BULK_TWO_APPROVERS_OVER", "must be a positive whole number (commands naming more machines need two approvers), e.g. %d", DefaultBulkTwoApproversOver)
+	}
 	c.Workers = r.Workers
 	if r.Workers <= 0 {
 		add("WORKERS", "must be a positive whole number, e.g. %d", DefaultWorkers)
@@ -585,6 +599,8 @@ func (c Config) Redacted() string {
 	line("QUEUE_MAX_WAIT", c.QueueMaxWait)
 	line("MDE_CALL_TIMEOUT", c.MDECallTimeout)
 	line("FOLLOW_FOR", c.FollowFor)
+	line("BULK_MAX", c.BulkMax)
+	line("BULK_TWO_APPROVERS_OVER", c.BulkTwoApproversOver)
 	line("WORKERS", c.Workers)
 	line("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	line("HTTP_ADDR", c.HTTPAddr)

@@ -10,26 +10,29 @@ import "time"
 // Defaults of the environment variables (the public interface: README.md,
 // .env.example and the deploy files agree with them).
 const (
-	DefaultSlackAPIURL     = "https://slack.com/api/"            // SLACK_API_URL
-	DefaultAuthorityHost   = "https://login.microsoftonline.com" // AZURE_AUTHORITY_HOST
-	DefaultDefenderAPIURL  = "https://api.securitycenter.microsoft.com"
-	DefaultSimulate        = false            // DEFENDER_SIMULATE (console: see LoadConsole)
-	DefaultRedisPrefix     = "isolate-bot"    // REDIS_PREFIX
-	DefaultPerMinute       = 100              // RATE_LIMIT_PER_MINUTE: MDE's limit per API
-	DefaultPerHour         = 1500             // RATE_LIMIT_PER_HOUR: MDE's limit per API
-	DefaultApprovalTTL     = time.Hour        // APPROVAL_TTL
-	DefaultAuditRetention  = 720 * time.Hour  // AUDIT_RETENTION (30 days)
-	DefaultQueueMaxWait    = 2 * time.Hour    // QUEUE_MAX_WAIT
-	DefaultMDECallTimeout  = 30 * time.Second // MDE_CALL_TIMEOUT
-	DefaultFollowFor       = 72 * time.Hour   // FOLLOW_FOR: MDE's retry window for offline devices
-	DefaultWorkers         = 16               // WORKERS
-	DefaultShutdownTimeout = 25 * time.Second // SHUTDOWN_TIMEOUT
-	DefaultHTTPAddr        = ":8080"          // HTTP_ADDR
-	DefaultLogLevel        = "info"           // LOG_LEVEL
-	DefaultLogFormat       = "json"           // LOG_FORMAT
-	DefaultProtectedMode   = "two-approvers"  // PROTECTED_MODE (PROTECTED_MACHINES defaults to none)
-	ConsoleLogLevel        = "warn"           // LOG_LEVEL in console mode: a terminal wants warnings only
-	ConsoleLogFormat       = "console"        // LOG_FORMAT in console mode: readable
+	DefaultSlackAPIURL    = "https://slack.com/api/"            // SLACK_API_URL
+	DefaultAuthorityHost  = "https://login.microsoftonline.com" // AZURE_AUTHORITY_HOST
+	DefaultDefenderAPIURL = "https://api.securitycenter.microsoft.com"
+	DefaultSimulate       = false            // DEFENDER_SIMULATE (console: see LoadConsole)
+	DefaultRedisPrefix    = "isolate-bot"    // REDIS_PREFIX
+	DefaultPerMinute      = 100              // RATE_LIMIT_PER_MINUTE: MDE's limit per API
+	DefaultPerHour        = 1500             // RATE_LIMIT_PER_HOUR: MDE's limit per API
+	DefaultApprovalTTL    = time.Hour        // APPROVAL_TTL
+	DefaultAuditRetention = 720 * time.Hour  // AUDIT_RETENTION (30 days)
+	DefaultQueueMaxWait   = 2 * time.Hour    // QUEUE_MAX_WAIT
+	DefaultMDECallTimeout = 30 * time.Second // MDE_CALL_TIMEOUT
+	DefaultFollowFor      = 72 * time.Hour   // FOLLOW_FOR: MDE's retry window for offline devices
+	DefaultWorkers        = 16               // WORKERS
+	DefaultBulkMax        = 500              // BULK_MAX: the most machines one command may name
+	// BULK_TWO_APPROVERS_OVER: more machines than this need two approvers.
+	DefaultBulkTwoApproversOver = 10
+	DefaultShutdownTimeout      = 25 * time.Second // SHUTDOWN_TIMEOUT
+	DefaultHTTPAddr             = ":8080"          // HTTP_ADDR
+	DefaultLogLevel             = "info"           // LOG_LEVEL
+	DefaultLogFormat            = "json"           // LOG_FORMAT
+	DefaultProtectedMode        = "two-approvers"  // PROTECTED_MODE (PROTECTED_MACHINES defaults to none)
+	ConsoleLogLevel             = "warn"           // LOG_LEVEL in console mode: a terminal wants warnings only
+	ConsoleLogFormat            = "console"        // LOG_FORMAT in console mode: readable
 )
 
 // Defaults of the fixed values (no environment variable; see Fixed).
@@ -52,8 +55,10 @@ const (
 	DefaultRateLimitHour   = 3605 * time.Second // 3600 s plus 5 s, likewise
 	// After this many refusals to one user within the window, one "slow
 	// down" reply, then silence until the window ends.
-	DefaultRefusalBurst         = 10
-	DefaultRefusalWindow        = time.Minute
+	DefaultRefusalBurst  = 10
+	DefaultRefusalWindow = time.Minute
+	// A running batch's card is updated at most this often.
+	DefaultBulkProgressEvery    = 5 * time.Second
 	DefaultAuditMaxLen          = 100000
 	DefaultMDEMaxGetAttempts    = 3
 	DefaultMDEBaseBackoff       = 200 * time.Millisecond
@@ -130,6 +135,8 @@ type Fixed struct {
 	ReconcileChecks []time.Duration
 	RefusalBurst    int
 	RefusalWindow   time.Duration
+	// BulkProgressEvery: a running batch's card is updated at most this often.
+	BulkProgressEvery time.Duration
 }
 
 // DefaultFixed returns the fixed values of a bot.
@@ -151,6 +158,7 @@ func DefaultFixed() Fixed {
 		ReconcileChecks:       []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute},
 		RefusalBurst:          DefaultRefusalBurst,
 		RefusalWindow:         DefaultRefusalWindow,
+		BulkProgressEvery:     DefaultBulkProgressEvery,
 		AuditMaxLen:           DefaultAuditMaxLen,
 		MDEMaxGetAttempts:     DefaultMDEMaxGetAttempts,
 		MDEBaseBackoff:        DefaultMDEBaseBackoff,
@@ -188,6 +196,8 @@ func defaultRaw() raw {
 		QueueMaxWait:    DefaultQueueMaxWait,
 		MDECallTimeout:  DefaultMDECallTimeout,
 		FollowFor:       DefaultFollowFor,
+		BulkMax:         DefaultBulkMax,
+		BulkTwoOver:     DefaultBulkTwoApproversOver,
 		Workers:         DefaultWorkers,
 		ShutdownTimeout: DefaultShutdownTimeout,
 		HTTPAddr:        DefaultHTTPAddr,

@@ -1,0 +1,93 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/slack-go/slack"
+	"github.com/soc/isolate-bot/commands"
+	"github.com/soc/isolate-bot/store"
+)
+
+// ActionStop stops a running outbreak batch (commands.ButtonStop).
+const ActionStop = "isolate_stop"
+
+// bulkCard renders the card of a list or tag command (outbreak mode): the
+// count, the first machines, the progress while its batch runs and the
+// buttons valid now. The full list is in the thread.
+func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
+	r, bc := c.Request, c.Bulk
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(plain("Outbreak isolation request "+esc(r.ID), maxHeader)),
+		slack.NewSectionBlock(mrkdwn(fmt.Sprintf("%s asks to *isolate %d machines* (%s isolation).\n%s",
+			mention(r.Requester), bc.Machines, esc(or(r.IsolationType, "Full")), quote(r.Comment)), maxSectionText), nil, nil),
+	}
+	if len(bc.Preview) > 0 {
+		lines := make([]string, 0, len(bc.Preview)+1)
+		for _, m := range bc.Preview {
+			seen := "unknown"
+			if m.LastSeen != nil {
+				seen = stamp(*m.LastSeen)
+			}
+			lines = append(lines, fmt.Sprintf("• %s · %s · %s · last seen %s", code(or(m.ComputerDNSName, m.ID)),
+				esc(or(m.OSPlatform, "unknown OS")), esc(or(m.HealthStatus, "unknown health")), seen))
+		}
+		if bc.Machines > len(bc.Preview) {
+			lines = append(lines, fmt.Sprintf("… and %d more: the full list is in the thread.", bc.Machines-len(bc.Preview)))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(strings.Join(lines, "\n"), maxSectionText), nil, nil))
+	}
+	blocks = append(blocks, protectionBlocks(c)...)
+	needs := "one approver"
+	if r.Required() > 1 {
+		needs = fmt.Sprintf("%d different approvers", r.Required())
+	}
+	blocks = append(blocks, slack.NewContextBlock("", mrkdwn(fmt.Sprintf("Needs %s, not the requester · expires %s · %s",
+		needs, stamp(r.ExpiresAt), bulkState(c)), maxSectionText)))
+	val := safeID(r.ID, maxValue)
+	bid := safeID(BlockIDPrefix+r.ID, maxID)
+	if els := bulkButtons(c, val); len(els) > 0 && bid != "" && val != "" {
+		blocks = append(blocks, slack.NewActionBlock(bid, els...))
+	}
+	text := fmt.Sprintf("Outbreak isolation request %s: %d machines — %s", esc(r.ID), bc.Machines, stateWord(r.State))
+	return blocks, truncate(text, maxFallback)
+}
+
+// bulkState is the request's state and, once its batch started, the
+// progress: "5/12 sent · 1 failed · next at 10:58 UTC · done by about 11:04 UTC".
+func bulkState(c commands.Card) string {
+	r, b := c.Request, c.Bulk.Batch
+	if b == nil {
+		return stateWord(r.State)
+	}
+	n := b.Counts
+	s := fmt.Sprintf("%d/%d sent · %d failed · %d skipped", n.Sent, n.Total-n.Skipped, n.Failed, n.Skipped)
+	switch {
+	case b.State == store.BatchStopped:
+		s = fmt.Sprintf("stopped by %s · ", mention(b.StoppedBy)) + s + fmt.Sprintf(" · %d not sent", n.Queued)
+	case b.Finished():
+		s = "finished · " + s
+	case !c.Bulk.DoneBy.IsZero():
+		s += fmt.Sprintf(" · next at %s · done by about %s", hhmm(c.Bulk.NextAt), hhmm(c.Bulk.DoneBy))
+	}
+	return s
+}
+
+func bulkButtons(c commands.Card, val string) []slack.BlockElement {
+	var els []slack.BlockElement
+	for _, b := range c.Buttons {
+		switch b {
+		case commands.ButtonApprove:
+			confirm := slack.NewConfirmationBlockObject(plain(fmt.Sprintf("Isolate %d machines?", c.Bulk.Machines), maxConfirmHead),
+				plain("Network isolation of every listed machine, sent at the rate limit's pace.", maxConfirmText),
+				plain("Isolate", 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
+			els = append(els, slack.NewButtonBlockElement(ActionApprove, val, plain("Approve", maxButtonText)).
+				WithStyle(slack.StylePrimary).WithConfirm(confirm))
+		case commands.ButtonDeny:
+			els = append(els, slack.NewButtonBlockElement(ActionDeny, val, plain("Deny", maxButtonText)).WithStyle(slack.StyleDanger))
+		case commands.ButtonStop:
+			els = append(els, slack.NewButtonBlockElement(ActionStop, val, plain("Stop the batch", maxButtonText)).WithStyle(slack.StyleDanger))
+		}
+	}
+	return els
+}

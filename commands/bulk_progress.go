@@ -1,0 +1,209 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/store"
+)
+
+// Outbreak mode's progress: while a batch runs, its card is updated at
+// most every progressEvery (5 s) with the counts and an estimate from the
+// limiter's rate; when it is finished, one grouped summary goes to the
+// thread and the request ends. The thread gets no other reply from the
+// batch, so it never gets more than one reply per progressEvery.
+
+// BulkCard is the outbreak part of a bulk request's card.
+type BulkCard struct {
+	Machines int                // machines to send (skipped ones excluded)
+	Preview  []defender.Machine // the first machines, when at hand
+	Batch    *store.Batch       // nil until the batch started
+	// NextAt and DoneBy estimate the next call and the last one from the
+	// rate limit; zero when unknown or finished.
+	NextAt, DoneBy time.Time
+}
+
+func (s *Service) progressEvery() time.Duration { return s.cfg.BulkProgressEvery }
+
+// bulkCard is bulk request r's card, with batch b's progress when known.
+func (s *Service) bulkCard(r store.Request, b *store.Batch) Card {
+	bc := &BulkCard{Batch: b}
+	fmt.Sscanf(r.HostName, "%d", &bc.Machines)
+	c := Card{Request: r, Approvers: s.cfg.Approvers, Protected: r.Protected, Bulk: bc}
+	switch {
+	case r.State == store.Pending:
+		c.Buttons = []Button{ButtonApprove, ButtonDeny}
+	case r.State == store.Executing && (b == nil || !b.Finished()) && r.MachineActionID != "":
+		c.Buttons = []Button{ButtonStop}
+	}
+	if b != nil && b.State == store.BatchRunning && s.cfg.RatePerMinute > 0 {
+		step := time.Minute / time.Duration(s.cfg.RatePerMinute)
+		left := b.Counts.Queued + b.Counts.Claimed
+		if left > 0 {
+			bc.NextAt = s.now().Add(step).Truncate(time.Minute).Add(time.Minute)
+			bc.DoneBy = s.now().Add(time.Duration(left) * step).Truncate(time.Minute).Add(time.Minute)
+		}
+	}
+	return c
+}
+
+func (s *Service) updateBulkCard(ctx context.Context, r store.Request, b *store.Batch) {
+	if r.MessageTS == "" || r.Channel == "" {
+		return
+	}
+	if err := s.d.Messenger.UpdateCard(ctx, r.Channel, r.MessageTS, s.bulkCard(r, b)); err != nil {
+		s.logger(ctx).Error().Err(err).Msg("could not update the bulk card")
+	}
+}
+
+// watchBatch updates r's card every progressEvery until its batch is
+// finished, renewing r's hold (CheckAt), then posts the summary and ends r.
+func (s *Service) watchBatch(ctx context.Context, r store.Request) {
+	t := time.NewTicker(s.progressEvery())
+	defer t.Stop()
+	last := store.BatchCounts{Total: -1}
+	for {
+		b, err := s.drainer.Progress(ctx, r.MachineActionID)
+		if err == nil {
+			if b.Finished() {
+				s.summarise(ctx, r, b)
+				return
+			}
+			if b.Counts != last {
+				last = b.Counts
+				s.updateBulkCard(ctx, r, &b)
+			}
+			d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing,
+				CheckAt: s.now().Add(s.bulkLease()), IfVersion: r.Version})
+			if err != nil {
+				s.logger(ctx).Info().Err(err).Msg("lost the hold of the bulk request; another replica follows it")
+				return
+			}
+			r = d
+		} else {
+			s.logger(ctx).Warn().Err(err).Msg("could not read the batch's progress; retrying")
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		case <-s.stopped.Done():
+			return
+		}
+	}
+}
+
+// summarise posts the grouped outcome of r's finished batch b in the
+// thread and ends r: done, or failed when nothing was sent.
+func (s *Service) summarise(ctx context.Context, r store.Request, b store.Batch) {
+	entries, err := s.drainer.Entries(ctx, b.ID)
+	if err != nil {
+		s.logger(ctx).Warn().Err(err).Msg("could not read the batch's entries for the summary")
+	}
+	for _, m := range summaryMessages(b, entries) {
+		s.reply(ctx, r, m)
+	}
+	to, note := store.Done, fmt.Sprintf("batch %s: %d sent, %d failed, %d skipped", b.ID, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
+	if b.State == store.BatchStopped {
+		note += ", stopped by " + b.StoppedBy
+	}
+	if b.Counts.Sent == 0 {
+		to = store.Failed
+	}
+	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, By: systemActor, Note: note})
+	if err != nil {
+		s.logger(ctx).Error().Err(err).Msg("could not finish the bulk request")
+		return
+	}
+	s.updateBulkCard(ctx, d, &b)
+	ev := store.EventDone
+	if to == store.Failed {
+		ev = store.EventFailed
+	}
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: ev, Actor: systemActor, Reason: note})
+}
+
+// maxListChars keeps each thread reply well under Slack's 3,000
+// characters per section once rendered (mentions and code marks added).
+const maxListChars = 2400
+
+// summaryMessages groups b's entries: sent, failed (with reasons),
+// skipped (with reasons), not sent because stopped.
+func summaryMessages(b store.Batch, entries []store.BatchEntry) []Message {
+	head := fmt.Sprintf("Batch %s finished: %d sent, %d failed, %d skipped", b.ID, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
+	if b.State == store.BatchStopped {
+		head = fmt.Sprintf("Batch %s stopped by <@%s>: %d sent, %d failed, %d skipped", b.ID, b.StoppedBy, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
+	}
+	groups := map[string][]string{}
+	var keys []string
+	for _, e := range entries {
+		k := string(e.State)
+		if e.Reason != "" {
+			k += ": " + e.Reason
+		}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], e.HostName)
+	}
+	sort.Strings(keys)
+	lines := []string{head}
+	for _, k := range keys {
+		lines = append(lines, fmt.Sprintf("%s (%d): %s", k, len(groups[k]), strings.Join(groups[k], ", ")))
+	}
+	return chunkLines(lines)
+}
+
+// bulkListMessages lists every machine of a plan, the skipped ones with
+// their reason, split into replies that fit Slack's limits.
+func bulkListMessages(entries []store.BatchEntry) []Message {
+	lines := []string{fmt.Sprintf("The %d machines named:", len(entries))}
+	for i, e := range entries {
+		l := fmt.Sprintf("%d. %s", i+1, e.HostName)
+		if e.State == store.EntrySkipped {
+			l += " — left out: " + e.Reason
+		}
+		lines = append(lines, l)
+	}
+	return chunkLines(lines)
+}
+
+// skippedSpans lists the skipped entries of a plan for a refusal.
+func skippedSpans(entries []store.BatchEntry) []Span {
+	var out []Span
+	for _, e := range entries {
+		out = append(out, txt(" "), code(e.HostName), txt(" ("+e.Reason+");"))
+	}
+	return out
+}
+
+// chunkLines packs lines into messages of at most maxListChars each (a
+// longer line is cut).
+func chunkLines(lines []string) []Message {
+	var out []Message
+	var b strings.Builder
+	flush := func() {
+		if b.Len() > 0 {
+			out = append(out, msg(txt(b.String())))
+			b.Reset()
+		}
+	}
+	for _, l := range lines {
+		if len(l) > maxListChars {
+			l = l[:maxListChars]
+		}
+		if b.Len()+len(l)+1 > maxListChars {
+			flush()
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
+	}
+	flush()
+	return out
+}

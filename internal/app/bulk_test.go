@@ -1,0 +1,239 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soc/isolate-bot/bot"
+	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/fakemde"
+	"github.com/soc/isolate-bot/internal/fakeslack"
+)
+
+// Outbreak mode end to end (issue 11): real slack-go against the fake
+// Slack, the real MDE client against the fake MDE, Redis.
+
+// addMachines adds n machines outbreak-NN.contoso.local carrying tag.
+func addMachines(t *testing.T, w *world, n int, tag string) []string {
+	t.Helper()
+	seen := time.Now().Add(-time.Hour)
+	var names []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("outbreak-%02d.contoso.local", i)
+		m := defender.Machine{ID: fmt.Sprintf("%040x", 0xb0000+i), ComputerDNSName: name, OSPlatform: "Windows11",
+			HealthStatus: "Active", OnboardingStatus: "Onboarded", LastSeen: &seen}
+		if tag != "" {
+			m.MachineTags = []string{tag}
+		}
+		if err := w.mde.Sim.AddMachine(m); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// runApp runs an app on w with env until the test ends.
+func runApp(t *testing.T, w *world, env map[string]string) {
+	t.Helper()
+	a, err := New(w.config(t, env), w.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	})
+	if err := w.fs.WaitConnections(1, wait); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitThreadText(t *testing.T, w *world, ts, sub string) []fakeslack.Message {
+	t.Helper()
+	ms, err := w.fs.WaitThread("C1", ts, func(ms []fakeslack.Message) bool { return anyText(ms, sub) }, 3*wait)
+	if err != nil {
+		t.Fatalf("the thread never said %q: %v\n%v", sub, err, threadTexts(w, ts))
+	}
+	return ms
+}
+
+func threadTexts(w *world, ts string) []string {
+	var out []string
+	for _, m := range w.fs.Thread("C1", ts) {
+		out = append(out, m.AllText())
+	}
+	return out
+}
+
+// isolatedOnce checks that every id got exactly one isolate call.
+func isolatedOnce(t *testing.T, w *world) map[string]int {
+	t.Helper()
+	per := map[string]int{}
+	for _, r := range w.mde.Requests(fakemde.OpIsolate) {
+		parts := strings.Split(r.Path, "/")
+		per[parts[len(parts)-2]]++
+	}
+	for id, n := range per {
+		if n != 1 {
+			t.Errorf("machine %s got %d isolate calls", id, n)
+		}
+	}
+	return per
+}
+
+// TestOutbreakTwelveMachines: a list of 12 machines is resolved with at
+// most 3 look-ups per API, posts one card with the count and the first
+// machines, lists them all in the thread, needs two approvers (12 > 10),
+// then isolates each machine exactly once and posts one summary.
+func TestOutbreakTwelveMachines(t *testing.T) {
+	w := newWorld(t)
+	names := addMachines(t, w, 12, "")
+	runApp(t, w, map[string]string{"APPROVER_USER_IDS": "U0BOB,U0CAROL", "RATE_LIMIT_PER_MINUTE": "600"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", strings.Join(names, ", ")+" full worm spreading over SMB")
+	card := waitCard(t, w)
+	if txt := card.AllText(); !strings.Contains(txt, "isolate 12 machines") || !strings.Contains(txt, names[0]) || !strings.Contains(txt, "Windows11") {
+		t.Fatalf("card does not show the count and first machines:\n%s", txt)
+	}
+	if n := len(w.fs.Messages("C1")); n != 1 {
+		t.Fatalf("%d top-level messages; want one card", n)
+	}
+	waitThreadText(t, w, card.TS, names[11])
+	for _, op := range []string{fakemde.OpMachines, fakemde.OpActions} {
+		if n := w.mde.Count(op); n < 1 || n > 3 {
+			t.Errorf("%d %s look-ups for 12 machines; want 1 to 3", n, op)
+		}
+	}
+	if n := w.mde.Count(fakemde.OpMachine); n != 0 {
+		t.Errorf("%d single-machine reads; want none", n)
+	}
+
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	waitThreadText(t, w, card.TS, "(1 of 2)")
+	if n := w.mde.Count(fakemde.OpIsolate); n != 0 {
+		t.Fatalf("MDE called %d times after one approval of two", n)
+	}
+	w.fs.ClickButton("U0CAROL", "C1", card.TS, bot.ActionApprove)
+	waitThreadText(t, w, card.TS, "finished: 12 sent, 0 failed, 0 skipped")
+	if per := isolatedOnce(t, w); len(per) != 12 {
+		t.Errorf("%d machines isolated; want 12", len(per))
+	}
+	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
+		for _, m := range ms {
+			if m.TS == card.TS && strings.Contains(m.AllText(), "finished · 12/12 sent") {
+				return true
+			}
+		}
+		return false
+	}, wait); err != nil {
+		now, _ := w.fs.Message("C1", card.TS)
+		t.Errorf("final card: %v\n%s", err, now.AllText())
+	}
+}
+
+// TestOutbreakUnknownAndAmbiguous: a name that matches nothing and one
+// that matches two machines are listed in the thread and left out; the
+// rest goes on with one approver.
+func TestOutbreakUnknownAndAmbiguous(t *testing.T) {
+	w := newWorld(t)
+	names := addMachines(t, w, 2, "")
+	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", strings.Join(names, ",")+",nosuch-99.contoso.local,kiosk.contoso.local full worm")
+	card := waitCard(t, w)
+	if !strings.Contains(card.AllText(), "isolate 2 machines") {
+		t.Fatalf("card: %s", card.AllText())
+	}
+	waitThreadText(t, w, card.TS, "nosuch-99.contoso.local — left out: no machine has this name")
+	waitThreadText(t, w, card.TS, "kiosk.contoso.local — left out: several machines match (2)")
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	waitThreadText(t, w, card.TS, "finished: 2 sent, 0 failed, 2 skipped")
+	if per := isolatedOnce(t, w); len(per) != 2 {
+		t.Errorf("%d machines isolated; want 2", len(per))
+	}
+}
+
+// TestOutbreakTag: tag:<MDE tag> isolates the machines carrying it, one
+// look-up for the tag.
+func TestOutbreakTag(t *testing.T) {
+	w := newWorld(t)
+	addMachines(t, w, 3, "Outbreak-7")
+	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "tag:Outbreak-7 selective beaconing")
+	card := waitCard(t, w)
+	if !strings.Contains(card.AllText(), "isolate 3 machines") {
+		t.Fatalf("card: %s", card.AllText())
+	}
+	if n := w.mde.Count(fakemde.OpMachines); n != 1 {
+		t.Errorf("%d machine look-ups for a tag; want 1", n)
+	}
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	waitThreadText(t, w, card.TS, "finished: 3 sent")
+	if per := isolatedOnce(t, w); len(per) != 3 {
+		t.Errorf("%d machines isolated; want 3", len(per))
+	}
+}
+
+// TestOutbreakOverBulkMax: a tag naming more machines than BULK_MAX is
+// refused with the count, with no card.
+func TestOutbreakOverBulkMax(t *testing.T) {
+	w := newWorld(t)
+	addMachines(t, w, 6, "Wide")
+	runApp(t, w, map[string]string{"BULK_MAX": "5"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "tag:Wide full worm")
+	if _, err := w.fs.WaitEphemeral("U0ALICE", func(es []fakeslack.Ephemeral) bool {
+		return len(es) > 0 && strings.Contains(es[len(es)-1].Text+string(es[len(es)-1].Blocks), "6 machines")
+	}, wait); err != nil {
+		t.Fatalf("no refusal with the count: %v %+v", err, w.fs.Ephemerals("U0ALICE"))
+	}
+	if n := len(w.fs.Messages("C1")); n != 0 {
+		t.Errorf("%d messages posted; want none", n)
+	}
+}
+
+// TestOutbreakStop: Stop by someone neither requester nor approver is
+// refused; the requester's Stop ends the batch with the rest unsent.
+func TestOutbreakStop(t *testing.T) {
+	w := newWorld(t)
+	addMachines(t, w, 4, "Slow")
+	// Two calls a minute: two go at once, the rest wait a minute, so the
+	// batch is still running when Stop is clicked.
+	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "2", "ALLOWED_USER_IDS": "U0ALICE,U0DAVE"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "tag:Slow full worm")
+	card := waitCard(t, w)
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
+		for _, m := range ms {
+			if _, stop := m.Button(bot.ActionStop); stop && m.TS == card.TS {
+				return true
+			}
+		}
+		return false
+	}, wait); err != nil {
+		t.Fatalf("no Stop button: %v", err)
+	}
+	w.fs.ClickButton("U0DAVE", "C1", card.TS, bot.ActionStop)
+	if _, err := w.fs.WaitEphemeral("U0DAVE", func(es []fakeslack.Ephemeral) bool { return len(es) > 0 }, wait); err != nil {
+		t.Fatalf("Dave's Stop was not refused: %v", err)
+	}
+	w.fs.ClickButton("U0ALICE", "C1", card.TS, bot.ActionStop)
+	waitThreadText(t, w, card.TS, "stopped by")
+	if n := w.mde.Count(fakemde.OpIsolate); n != 2 {
+		t.Errorf("%d isolate calls after Stop; want the 2 the limit let through", n)
+	}
+	if now, _ := w.fs.Message("C1", card.TS); !strings.Contains(now.AllText(), "stopped by") {
+		t.Errorf("card does not say stopped: %s", now.AllText())
+	}
+}
