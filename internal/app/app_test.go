@@ -93,9 +93,9 @@ func (w *world) config(t *testing.T, extra map[string]string) config.Config {
 // running builds an App from w's configuration, runs it, and returns once
 // Slack has its Socket Mode connection: cancel stops it, done gives Run's
 // error.
-func (w *world) running(t *testing.T) (*App, context.Context, context.CancelFunc, <-chan error) {
+func (w *world) running(t *testing.T, env map[string]string) (*App, context.Context, context.CancelFunc, <-chan error) {
 	t.Helper()
-	a, err := New(w.config(t, nil), w.options())
+	a, err := New(w.config(t, env), w.options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func healthy(addr string) bool {
 // HTTP server is gone afterwards.
 func TestRunStopsInOrder(t *testing.T) {
 	w := newWorld(t)
-	a, _, cancel, done := w.running(t)
+	a, _, cancel, done := w.running(t, nil)
 	defer cancel()
 	if !healthy(a.Addr()) {
 		t.Fatal("/healthz does not answer while running")

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -39,22 +38,13 @@ func addMachines(t *testing.T, w *world, n int, tag string) []string {
 // runApp runs an app on w with env until the test ends.
 func runApp(t *testing.T, w *world, env map[string]string) {
 	t.Helper()
-	a, err := New(w.config(t, env), w.options())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	_, _, cancel, done := w.running(t, env)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run = %v", err)
 		}
 	})
-	if err := w.fs.WaitConnections(1, wait); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func waitThreadText(t *testing.T, w *world, ts, sub string) []fakeslack.Message {
@@ -224,6 +214,11 @@ func TestOutbreakStop(t *testing.T) {
 	}, wait); err != nil {
 		t.Fatalf("no Stop button: %v", err)
 	}
+	// Stop once the limit's two calls are out, so what Stop keeps back is
+	// exactly the two that wait for the next minute.
+	if err := w.mde.WaitCount(fakemde.OpIsolate, 2, wait); err != nil {
+		t.Fatal(err)
+	}
 	w.fs.ClickButton("U0DAVE", "C1", card.TS, bot.ActionStop)
 	if _, err := w.fs.WaitEphemeral("U0DAVE", func(es []fakeslack.Ephemeral) bool { return len(es) > 0 }, wait); err != nil {
 		t.Fatalf("Dave's Stop was not refused: %v", err)
@@ -233,7 +228,7 @@ func TestOutbreakStop(t *testing.T) {
 	if n := w.mde.Count(fakemde.OpIsolate); n != 2 {
 		t.Errorf("%d isolate calls after Stop; want the 2 the limit let through", n)
 	}
-	if now, _ := w.fs.Message("C1", card.TS); !strings.Contains(now.AllText(), "stopped by") {
+	if now, _ := w.fs.Message("C1", card.TS); !strings.Contains(now.AllText(), "stopped by") || !strings.Contains(now.AllText(), "2 not sent") {
 		t.Errorf("card does not say stopped: %s", now.AllText())
 	}
 }

@@ -15,7 +15,7 @@ import (
 // still shuts down cleanly with the loop in it.
 func TestAppDrainsBatches(t *testing.T) {
 	w := newWorld(t)
-	a, ctx, cancel, done := w.running(t)
+	a, ctx, cancel, done := w.running(t, nil)
 	defer cancel()
 	b, err := a.Drainer().StartBatch(ctx, store.Batch{RequestID: "r-1", Command: store.Isolate, IsolationType: "Full",
 		Comment: "outbreak", Requester: "U0ALICE", Approvers: []string{"U0BOB"}},

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,24 +31,8 @@ func TestProtectedMachineTwoApprovers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
-			a, err := New(w.config(t, map[string]string{
-				"APPROVER_USER_IDS": "U0BOB,U0CAROL", "PROTECTED_MACHINES": tc.spec,
-			}), w.options())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- a.Run(ctx) }()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run = %v", err)
-				}
-			})
-			if err := w.fs.WaitConnections(1, wait); err != nil {
-				t.Fatal(err)
-			}
+			runApp(t, w, map[string]string{"APPROVER_USER_IDS": "U0BOB,U0CAROL", "PROTECTED_MACHINES": tc.spec})
+			ctx := context.Background()
 			w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "db-01.contoso.local full ransomware on the database server")
 			card := waitCard(t, w)
 			if txt := card.AllText(); !strings.Contains(txt, "Protected machine") || !strings.Contains(txt, tc.why) {
@@ -99,6 +84,10 @@ func TestProtectedMachineTwoApprovers(t *testing.T) {
 					reasons = append(reasons, ev.Actor+" "+strings.SplitN(ev.Reason, ",", 2)[0])
 				}
 			}
+			// Each approval is audited after its compare-and-set, so the
+			// two events may land in either order; their counts say which
+			// came first.
+			slices.Sort(reasons)
 			if strings.Join(reasons, "; ") != "U0BOB 1 of 2; U0CAROL 2 of 2" {
 				t.Errorf("approval audit events %q", reasons)
 			}

@@ -20,7 +20,7 @@ import (
 // Redis and in the card's thread (issue 9, item 11).
 func TestShutdownLetsInFlightCallFinish(t *testing.T) {
 	w := newWorld(t)
-	_, _, cancel, done := w.running(t)
+	_, _, cancel, done := w.running(t, nil)
 	defer cancel()
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "web-01.contoso.local full beaconing")
 	var card fakeslack.Message
