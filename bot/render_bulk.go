@@ -17,10 +17,14 @@ const ActionStop = "isolate_stop"
 // buttons valid now. The full list is in the thread.
 func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
 	r, bc := c.Request, c.Bulk
+	noun, ask := "isolation", fmt.Sprintf("*isolate %d machines* (%s isolation)", bc.Machines, esc(or(r.IsolationType, "Full")))
+	if r.Command == store.Unisolate {
+		noun, ask = "release", fmt.Sprintf("*release %d machines* from isolation", bc.Machines)
+	}
 	blocks := []slack.Block{
-		slack.NewHeaderBlock(plain("Outbreak isolation request "+esc(r.ID), maxHeader)),
-		slack.NewSectionBlock(mrkdwn(fmt.Sprintf("%s asks to *isolate %d machines* (%s isolation).\n%s",
-			mention(r.Requester), bc.Machines, esc(or(r.IsolationType, "Full")), quote(r.Comment)), maxSectionText), nil, nil),
+		slack.NewHeaderBlock(plain("Outbreak "+noun+" request "+esc(r.ID), maxHeader)),
+		slack.NewSectionBlock(mrkdwn(fmt.Sprintf("%s asks to %s.\n%s",
+			mention(r.Requester), ask, quote(r.Comment)), maxSectionText), nil, nil),
 	}
 	if len(bc.Preview) > 0 {
 		lines := make([]string, 0, len(bc.Preview)+1)
@@ -49,7 +53,7 @@ func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
 	if els := bulkButtons(c, val); len(els) > 0 && bid != "" && val != "" {
 		blocks = append(blocks, slack.NewActionBlock(bid, els...))
 	}
-	text := fmt.Sprintf("Outbreak isolation request %s: %d machines — %s", esc(r.ID), bc.Machines, stateWord(r.State))
+	text := fmt.Sprintf("Outbreak %s request %s: %d machines — %s", noun, esc(r.ID), bc.Machines, stateWord(r.State))
 	return blocks, truncate(text, maxFallback)
 }
 
@@ -78,9 +82,12 @@ func bulkButtons(c commands.Card, val string) []slack.BlockElement {
 	for _, b := range c.Buttons {
 		switch b {
 		case commands.ButtonApprove:
-			confirm := slack.NewConfirmationBlockObject(plain(fmt.Sprintf("Isolate %d machines?", c.Bulk.Machines), maxConfirmHead),
-				plain("Network isolation of every listed machine, sent at the rate limit's pace.", maxConfirmText),
-				plain("Isolate", 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
+			title, body, word := fmt.Sprintf("Isolate %d machines?", c.Bulk.Machines), "Network isolation of every listed machine, sent at the rate limit's pace.", "Isolate"
+			if c.Request.Command == store.Unisolate {
+				title, body, word = fmt.Sprintf("Release %d machines?", c.Bulk.Machines), "Release every listed machine from isolation, sent at the rate limit's pace.", "Release"
+			}
+			confirm := slack.NewConfirmationBlockObject(plain(title, maxConfirmHead), plain(body, maxConfirmText),
+				plain(word, 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
 			els = append(els, slack.NewButtonBlockElement(ActionApprove, val, plain("Approve", maxButtonText)).
 				WithStyle(slack.StylePrimary).WithConfirm(confirm))
 		case commands.ButtonDeny:

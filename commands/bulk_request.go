@@ -46,6 +46,7 @@ const (
 	skipAmbiguous = "several machines match"
 	skipProtected = "protected machine (PROTECTED_MODE=refuse)"
 	skipIsolated  = "already isolated"
+	skipReleased  = "already released"
 	skipUnderWay  = "an MDE action is under way"
 )
 
@@ -69,20 +70,15 @@ func (s *Service) bulkRequest(ctx context.Context, inv Invocation, p Parsed) err
 			msg(txt("Several machines in one command is not enabled here; nothing was done. Isolate one machine per command.")))
 		return nil
 	}
-	if p.Op != OpIsolate {
-		s.refuse(ctx, inv, "", "bulk release not available",
-			msg(txt("Releasing several machines in one command is not available; nothing was done. Release one machine per command.")))
-		return nil
-	}
 	plan, ok := s.resolveBulk(ctx, inv, p)
 	if !ok {
 		return nil
 	}
-	if !s.precheckBulk(ctx, inv, &plan) {
+	if !s.precheckBulk(ctx, inv, p.Op, &plan) {
 		return nil
 	}
 	if plan.queued() == 0 {
-		m := msg(txt("None of the machines can be isolated now, so nothing was requested:"))
+		m := msg(txtf("None of the machines can be %s now, so nothing was requested:", bulkVerb(p.Op)))
 		m.Spans = append(m.Spans, skippedSpans(plan.entries)...)
 		s.refuse(ctx, inv, "", "bulk: nothing to isolate", m)
 		return nil
@@ -137,7 +133,9 @@ func (s *Service) resolveBulk(ctx context.Context, inv Invocation, p Parsed) (bu
 	}
 	for _, m := range found {
 		e := store.BatchEntry{MachineID: strings.ToLower(m.ID), HostName: hostOf(m), State: store.EntryQueued}
-		if hit, why := s.cfg.Protected.Match(protect.Of(m)); hit {
+		// Releasing is never restricted; only isolation of a protected
+		// machine needs two approvers or is refused.
+		if hit, why := s.cfg.Protected.Match(protect.Of(m)); hit && p.Op == OpIsolate {
 			if s.cfg.ProtectedMode == protect.Refuse {
 				e.State, e.Reason = store.EntrySkipped, skipProtected
 			} else {
@@ -156,7 +154,7 @@ func (s *Service) resolveBulk(ctx context.Context, inv Invocation, p Parsed) (bu
 // precheckBulk reads the recent actions of every machine to send, in one
 // batched read, and skips machines already isolated or with an action
 // under way. It returns false after refusing.
-func (s *Service) precheckBulk(ctx context.Context, inv Invocation, plan *bulkPlan) bool {
+func (s *Service) precheckBulk(ctx context.Context, inv Invocation, op Op, plan *bulkPlan) bool {
 	if len(plan.machines) == 0 {
 		return true
 	}
@@ -181,8 +179,13 @@ func (s *Service) precheckBulk(ctx context.Context, inv Invocation, plan *bulkPl
 		switch {
 		case st.Last != nil && !st.Last.Final():
 			skip[id] = skipUnderWay
-		case st.State == StateIsolated:
+		case op == OpIsolate && st.State == StateIsolated:
 			skip[id] = skipIsolated
+		case op == OpUnisolate && releasedLast(st):
+			// As for one machine: a release is refused only when MDE's
+			// newest action is a succeeded release (its history may be
+			// incomplete).
+			skip[id] = skipReleased
 		}
 	}
 	kept := plan.machines[:0]
@@ -205,8 +208,12 @@ func (s *Service) precheckBulk(ctx context.Context, inv Invocation, plan *bulkPl
 func (s *Service) createBulk(ctx context.Context, inv Invocation, p Parsed, plan bulkPlan) error {
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
+	cmd := store.Isolate
+	if p.Op == OpUnisolate {
+		cmd = store.Unisolate
+	}
 	r := store.Request{
-		Command: store.Isolate, MachineID: bulkPrefix + hex.EncodeToString(tok[:]),
+		Command: cmd, MachineID: bulkPrefix + hex.EncodeToString(tok[:]),
 		HostName: fmt.Sprintf("%d machines", plan.queued()),
 		Comment:  p.Comment, Requester: inv.User, Channel: inv.Channel, State: store.Pending,
 		IsolationType: string(p.Type), ExpiresAt: s.now().Add(s.cfg.ApprovalTTL),
@@ -235,7 +242,7 @@ func (s *Service) createBulk(ctx context.Context, inv Invocation, p Parsed, plan
 		s.reply(ctx, r, m)
 	}
 	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventCreated, Actor: inv.User,
-		Reason: fmt.Sprintf("isolate %s of %d machines (%d left out); needs %d approvers", r.IsolationType, plan.queued(), len(plan.entries)-plan.queued(), r.Required())})
+		Reason: fmt.Sprintf("%s %s of %d machines (%d left out); needs %d approvers", r.Command, r.IsolationType, plan.queued(), len(plan.entries)-plan.queued(), r.Required())})
 	s.logger(ctx).Info().Int("machines", plan.queued()).Msg("bulk request created")
 	return nil
 }
@@ -259,4 +266,18 @@ func (s *Service) postBulkCard(ctx context.Context, inv Invocation, r store.Requ
 	s.cancelBySystem(ctx, r, "the card could not be posted or recorded: "+err.Error())
 	s.ephemeral(ctx, inv.Channel, inv.User, msg(txt("I could not post or record the request card here, so request "), code(r.ID), txt(" was cancelled; try again shortly.")))
 	return r, fmt.Errorf("post bulk card for %s: %w", r.ID, err)
+}
+
+// bulkVerb is what a bulk command does to each machine, for its messages.
+func bulkVerb(op Op) string {
+	if op == OpUnisolate {
+		return "released"
+	}
+	return "isolated"
+}
+
+// releasedLast reports whether MDE's newest succeeded action of the
+// machine is a release: nothing to release.
+func releasedLast(st isoState) bool {
+	return st.Decisive != nil && strings.EqualFold(st.Decisive.Type, "Unisolate")
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -230,5 +231,40 @@ func TestOutbreakStop(t *testing.T) {
 	}
 	if now, _ := w.fs.Message("C1", card.TS); !strings.Contains(now.AllText(), "stopped by") || !strings.Contains(now.AllText(), "2 not sent") {
 		t.Errorf("card does not say stopped: %s", now.AllText())
+	}
+}
+
+// TestOutbreakRelease: /unisolate takes a list or tag the same way: one
+// card, one approval, exactly one release call per machine; a machine whose
+// newest action is a succeeded release is skipped, and protection does not
+// restrict releases.
+func TestOutbreakRelease(t *testing.T) {
+	w := newWorld(t)
+	addMachines(t, w, 3, "Recovered")
+	// The first machine was released already: nothing to release.
+	first := fmt.Sprintf("%040x", 0xb0000+1)
+	if _, err := w.mde.Sim.Unisolate(context.Background(), nil, first, "released earlier"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) { // poll with a deadline
+		acts, _ := w.mde.Sim.MachineActions(context.Background(), first)
+		if len(acts) == 1 && acts[0].Status == defender.StatusSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the earlier release did not succeed: %+v", acts)
+		}
+	}
+	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600", "PROTECTED_MACHINES": "tag:Recovered"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/unisolate", "tag:Recovered cleaned and verified")
+	card := waitCard(t, w)
+	if txt := card.AllText(); !strings.Contains(txt, "release 2 machines") || strings.Contains(txt, "Protected") {
+		t.Fatalf("card: %s", txt)
+	}
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	waitThreadText(t, w, card.TS, "finished: 2 sent")
+	if n, isolates := w.mde.Count(fakemde.OpUnisolate), w.mde.Count(fakemde.OpIsolate); n != 2 || isolates != 0 {
+		t.Errorf("%d release and %d isolate calls; want 2 releases (the released machine skipped), no isolation", n, isolates)
 	}
 }
