@@ -326,7 +326,6 @@ func (r *Runner) clickJob(cb slack.InteractionCallback, envID string) *job {
 		if a == nil {
 			continue
 		}
-		approve := a.ActionID == ActionApprove
 		kind, known := clickActions[a.ActionID]
 		if !known {
 			r.log.Info().Str("action_id", a.ActionID).Str("block_id", a.BlockID).Msg("ignoring unknown action")
@@ -344,7 +343,7 @@ func (r *Runner) clickJob(cb slack.InteractionCallback, envID string) *job {
 		if ts == "" {
 			ts = cb.Message.Timestamp
 		}
-		c := commands.Click{RequestID: id, User: cb.User.ID, Channel: channel, MessageTS: ts, Approve: approve, Action: kind,
+		c := commands.Click{RequestID: id, User: cb.User.ID, Channel: channel, MessageTS: ts, Action: kind,
 			TriggerID: cb.TriggerID}
 		return &job{name: string(kind), keys: []string{"env:" + envID}, channel: channel, user: cb.User.ID, respURL: cb.ResponseURL,
 			run: func(ctx context.Context) error { return r.svc.Click(ctx, c) }}

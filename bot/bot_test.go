@@ -254,10 +254,10 @@ func TestRunnerAcksEveryEnvelope(t *testing.T) {
 	for _, c := range clicks {
 		byUser[c.User] = c
 	}
-	if c := byUser["U2"]; !c.Approve || c.RequestID != "r-1&2" || c.Channel != "C1" || c.MessageTS != ts || c.TriggerID == "" {
+	if c := byUser["U2"]; c.Action != commands.ButtonApprove || c.RequestID != "r-1&2" || c.Channel != "C1" || c.MessageTS != ts || c.TriggerID == "" {
 		t.Errorf("approve click = %+v (button value must be unescaped)", c)
 	}
-	if c := byUser["U3"]; c.Approve || c.RequestID != "r-1&2" {
+	if c := byUser["U3"]; c.Action != commands.ButtonDeny || c.RequestID != "r-1&2" {
 		t.Errorf("deny click = %+v", c)
 	}
 	// The latency is observed just after the ack is written, so Slack may

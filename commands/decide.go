@@ -23,7 +23,7 @@ import (
 func (s *Service) Click(ctx context.Context, c Click) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
 	defer cancel()
-	log := s.log.With().Str("request_id", c.RequestID).Str("user", c.User).Bool("approve", c.Approve).Logger()
+	log := s.log.With().Str("request_id", c.RequestID).Str("user", c.User).Str("button", string(c.Action)).Logger()
 	ctx = log.WithContext(ctx)
 
 	r, err := s.d.Approvals.Get(ctx, c.RequestID)
@@ -62,7 +62,7 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		return nil
 	}
 	ch := store.Change{To: store.Denied, By: c.User}
-	if c.Approve {
+	if c.Action == ButtonApprove {
 		ch = s.leases.approval(c.User)
 	}
 	if cardUnrecorded && c.MessageTS != "" {
@@ -71,21 +71,14 @@ func (s *Service) Click(ctx context.Context, c Click) error {
 		// that very card, so record its ts now or the thread is lost.
 		ch.Channel, ch.MessageTS = c.Channel, c.MessageTS
 	}
-	if c.Approve {
+	if c.Action == ButtonApprove {
 		return s.approve(ctx, c, r, ch)
 	}
 	return s.deny(ctx, c, r, ch)
 }
 
-func verbOf(c Click) string {
-	if c.Action == ButtonCancel || c.Action == ButtonRelease {
-		return string(c.Action)
-	}
-	if c.Approve {
-		return "approve"
-	}
-	return "deny"
-}
+// verbOf names what the click asked for, in refusals and audit reasons.
+func verbOf(c Click) string { return string(c.Action) }
 
 // fromCard refuses a click that does not come from r's own card: its
 // channel, and its ts once recorded (before that, the click's ts is
@@ -123,7 +116,7 @@ func (s *Service) mayDecide(ctx context.Context, c Click, r store.Request) bool 
 	verb := verbOf(c)
 	if c.User == r.Requester {
 		m := msg(txtf("You cannot %s your own request: another approver must decide (two-person rule).", verb))
-		if !c.Approve {
+		if c.Action != ButtonApprove {
 			m.Spans = append(m.Spans, txt(" To withdraw it, use "), code("/isolate cancel "+r.ID), txt("."))
 		}
 		s.refuseClick(ctx, c, r.MachineID, "own request", m)

@@ -121,7 +121,7 @@ func TestClickMustComeFromTheCard(t *testing.T) {
 			case "-":
 				ts = ""
 			}
-			if err := e.svc.Click(context.Background(), Click{RequestID: r.ID, User: boss, Channel: tt.channel, MessageTS: ts, Approve: true}); err != nil {
+			if err := e.svc.Click(context.Background(), Click{RequestID: r.ID, User: boss, Channel: tt.channel, MessageTS: ts, Action: ButtonApprove}); err != nil {
 				t.Fatal(err)
 			}
 			if got := e.get(r.ID); got.State != store.Pending {

@@ -127,7 +127,7 @@ func TestClickBeforeCardRecorded(t *testing.T) {
 		ts, err := post(ctx, ch, c)
 		// The card is in Slack, PostCard has not returned: what a fast
 		// approver on another replica can do.
-		if err := other.Click(context.Background(), Click{RequestID: c.Request.ID, User: boss, Channel: channel, MessageTS: ts, Approve: true}); err != nil {
+		if err := other.Click(context.Background(), Click{RequestID: c.Request.ID, User: boss, Channel: channel, MessageTS: ts, Action: ButtonApprove}); err != nil {
 			t.Errorf("click: %v", err)
 		}
 		return ts, err

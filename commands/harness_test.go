@@ -156,7 +156,11 @@ func (e *env) click(svc *Service, id, user string, approve bool) {
 	if r, err := e.store.Get(context.Background(), id); err == nil {
 		ch, ts = r.Channel, r.MessageTS
 	}
-	if err := svc.Click(context.Background(), Click{RequestID: id, User: user, Channel: ch, MessageTS: ts, Approve: approve}); err != nil {
+	b := ButtonDeny
+	if approve {
+		b = ButtonApprove
+	}
+	if err := svc.Click(context.Background(), Click{RequestID: id, User: user, Channel: ch, MessageTS: ts, Action: b}); err != nil {
 		e.t.Logf("Click returned (for logs): %v", err)
 	}
 }

@@ -111,7 +111,7 @@ func TestQueuedCallsKeepSlotsWithSlowSlack(t *testing.T) {
 			t.Fatal(err)
 		}
 		clicks.Go(func() {
-			if err := svc.Click(context.Background(), Click{RequestID: id, User: boss, Channel: r.Channel, MessageTS: r.MessageTS, Approve: true}); err != nil {
+			if err := svc.Click(context.Background(), Click{RequestID: id, User: boss, Channel: r.Channel, MessageTS: r.MessageTS, Action: ButtonApprove}); err != nil {
 				t.Errorf("click %s: %v", id, err)
 			}
 		})

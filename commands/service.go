@@ -48,9 +48,7 @@ type Click struct {
 	User      string // who clicked
 	Channel   string // channel of the card
 	MessageTS string // ts of the card
-	Approve   bool   // false: Deny (when Action is ButtonApprove, ButtonDeny or empty)
-	// Action is the button pressed; empty means Approve or Deny by Approve.
-	Action    Button
+	Action    Button // the button pressed
 	TriggerID string
 }
 

@@ -123,7 +123,7 @@ func TestConsoleNeverTakesOverRequests(t *testing.T) {
 	if err != nil || own.State != store.Pending {
 		t.Fatalf("console request %+v, %v", own, err)
 	}
-	if err := svc.Click(ctx, commands.Click{RequestID: own.ID, User: config.ConsoleManager, Channel: own.Channel, MessageTS: own.MessageTS, Approve: true}); err != nil {
+	if err := svc.Click(ctx, commands.Click{RequestID: own.ID, User: config.ConsoleManager, Channel: own.Channel, MessageTS: own.MessageTS, Action: commands.ButtonApprove}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(wait)

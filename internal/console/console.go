@@ -235,7 +235,7 @@ func (c *Console) do(ctx context.Context, svc Service, cur Identity, line, id st
 		ts := c.cards[rid]
 		c.mu.Unlock()
 		err = svc.Click(ctx, commands.Click{RequestID: rid, User: cur.ID, Channel: c.channel, MessageTS: ts,
-			Approve: strings.EqualFold(word, "approve"), TriggerID: id})
+			Action: commands.Button(strings.ToLower(word)), TriggerID: id})
 	case "/isolate", "isolate", "/unisolate", "unisolate":
 		err = svc.Command(ctx, commands.Invocation{Command: "/" + strings.TrimPrefix(strings.ToLower(word), "/"),
 			Text: rest, User: cur.ID, Channel: c.channel, TriggerID: id, DeliveryID: id})

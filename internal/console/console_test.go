@@ -195,8 +195,8 @@ func TestRunDispatch(t *testing.T) {
 		ids[g.TriggerID] = true
 	}
 	wantClicks := []commands.Click{
-		{RequestID: "r-7", User: "U0MANAGER", Channel: "C0SOC", MessageTS: ts, Approve: true},
-		{RequestID: "r-8", User: "U0MANAGER", Channel: "C0SOC", MessageTS: "", Approve: false},
+		{RequestID: "r-7", User: "U0MANAGER", Channel: "C0SOC", MessageTS: ts, Action: commands.ButtonApprove},
+		{RequestID: "r-8", User: "U0MANAGER", Channel: "C0SOC", MessageTS: "", Action: commands.ButtonDeny},
 	}
 	if len(svc.clicks) != len(wantClicks) {
 		t.Fatalf("got clicks %+v", svc.clicks)
