@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/soc/isolate-bot/bot"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
@@ -282,4 +283,22 @@ func TestCloseWithoutRun(t *testing.T) {
 		t.Fatalf("port %s not released by Close: %v", addr, err)
 	}
 	ln.Close()
+}
+
+// waitCard waits for the request card (the message with an Approve button).
+func waitCard(t *testing.T, w *world) fakeslack.Message {
+	t.Helper()
+	var card fakeslack.Message
+	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
+		for _, m := range ms {
+			if _, ok := m.Button(bot.ActionApprove); ok {
+				card = m
+				return true
+			}
+		}
+		return false
+	}, wait); err != nil {
+		t.Fatal(err)
+	}
+	return card
 }

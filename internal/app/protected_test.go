@@ -95,24 +95,6 @@ func TestProtectedMachineTwoApprovers(t *testing.T) {
 	}
 }
 
-// waitCard waits for the request card (the message with an Approve button).
-func waitCard(t *testing.T, w *world) fakeslack.Message {
-	t.Helper()
-	var card fakeslack.Message
-	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
-		for _, m := range ms {
-			if _, ok := m.Button(bot.ActionApprove); ok {
-				card = m
-				return true
-			}
-		}
-		return false
-	}, wait); err != nil {
-		t.Fatal(err)
-	}
-	return card
-}
-
 func anyText(ms []fakeslack.Message, sub string) bool {
 	for _, m := range ms {
 		if strings.Contains(m.AllText(), sub) {

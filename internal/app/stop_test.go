@@ -10,7 +10,6 @@ import (
 	"github.com/soc/isolate-bot/defender"
 	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
-	"github.com/soc/isolate-bot/internal/fakeslack"
 	"github.com/soc/isolate-bot/store"
 )
 
@@ -23,18 +22,7 @@ func TestShutdownLetsInFlightCallFinish(t *testing.T) {
 	_, _, cancel, done := w.running(t, nil)
 	defer cancel()
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "web-01.contoso.local full beaconing")
-	var card fakeslack.Message
-	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
-		for _, m := range ms {
-			if _, ok := m.Button(bot.ActionApprove); ok {
-				card = m
-				return true
-			}
-		}
-		return false
-	}, wait); err != nil {
-		t.Fatal(err)
-	}
+	card := waitCard(t, w)
 	w.mde.Hang(fakemde.OpIsolate, 2*time.Second) // MDE acts, then answers 2 s later
 	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
 	if err := w.mde.WaitCount(fakemde.OpIsolate, 1, wait); err != nil {
