@@ -120,8 +120,7 @@ func classify(err error, try sendTry) outcome {
 
 // retryAfter is MDE's Retry-After, else a linear back-off from the n-th 429.
 func retryAfter(err error, n int) time.Duration {
-	var apiErr *defender.APIError
-	if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
+	if apiErr := asAPIError(err); apiErr != nil && apiErr.RetryAfter > 0 {
 		return apiErr.RetryAfter
 	}
 	return time.Duration(n) * 10 * time.Second
@@ -153,8 +152,7 @@ func describeMDEError(err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "MDE did not answer in time."
 	}
-	var apiErr *defender.APIError
-	if errors.As(err, &apiErr) {
+	if apiErr := asAPIError(err); apiErr != nil {
 		return "MDE call failed: " + apiErr.Error() + "."
 	}
 	// Not from the MDE client's vocabulary: keep its text in the logs only.
