@@ -23,10 +23,12 @@ type entryWire struct {
 	A int    `json:"a,omitempty"`
 	X string `json:"x,omitempty"`
 	R string `json:"r,omitempty"`
+	// MS is MDE's last known status of a sent entry's action (RecordResults).
+	MS string `json:"ms,omitempty"`
 }
 
 func encodeEntry(e BatchEntry) string {
-	b, _ := json.Marshal(entryWire{S: string(e.State), M: e.MachineID, H: e.HostName, R: e.Reason, X: e.ActionID, A: e.Attempt})
+	b, _ := json.Marshal(entryWire{S: string(e.State), M: e.MachineID, H: e.HostName, R: e.Reason, X: e.ActionID, A: e.Attempt, MS: e.Status})
 	return string(b)
 }
 
@@ -40,7 +42,7 @@ func decodeEntry(id, n, raw string) (BatchEntry, error) {
 		return BatchEntry{}, fmt.Errorf("batch %s: bad entry %q", id, n)
 	}
 	e := BatchEntry{Batch: id, N: pos, MachineID: w.M, HostName: w.H, State: EntryState(w.S), Owner: w.O,
-		Attempt: w.A, ActionID: w.X, Reason: w.R}
+		Attempt: w.A, ActionID: w.X, Reason: w.R, Status: w.MS}
 	if w.L != "" {
 		us, err := strconv.ParseInt(w.L, 10, 64)
 		if err != nil {
@@ -67,12 +69,13 @@ func parseEntries(id string, m map[string]string) ([]BatchEntry, error) {
 }
 
 // batchFields is the meta hash of a new batch; the counters cs, cf, ck
-// (sent, failed, skipped) are incremented by the record script.
+// (sent, failed, skipped) are incremented by the record script, cv and cu
+// (succeeded, unsuccessful at MDE) by the results script.
 func batchFields(b Batch) map[string]any {
 	return map[string]any{
 		"rq": b.RequestID, "c": string(b.Command), "it": b.IsolationType, "cm": b.Comment, "by": b.Requester,
 		"ap": strings.Join(b.Approvers, ","), "st": string(b.State), "ca": b.CreatedAt.UnixMicro(),
-		"n": b.Counts.Total, "cs": 0, "cf": 0, "ck": b.Counts.Skipped,
+		"n": b.Counts.Total, "cs": 0, "cf": 0, "ck": b.Counts.Skipped, "cv": 0, "cu": 0,
 	}
 }
 
@@ -91,7 +94,8 @@ func parseBatch(id string, h map[string]string) (Batch, error) {
 	b := Batch{ID: id, RequestID: h["rq"], Command: Command(h["c"]), IsolationType: h["it"], Comment: h["cm"],
 		Requester: h["by"], State: BatchState(h["st"]), StoppedBy: h["sb"],
 		CreatedAt: time.UnixMicro(num("ca")).UTC(),
-		Counts:    BatchCounts{Total: int(num("n")), Sent: int(num("cs")), Failed: int(num("cf")), Skipped: int(num("ck"))}}
+		Counts: BatchCounts{Total: int(num("n")), Sent: int(num("cs")), Failed: int(num("cf")), Skipped: int(num("ck")),
+			Succeeded: int(num("cv")), Unsuccessful: int(num("cu"))}}
 	if h["ap"] != "" {
 		b.Approvers = strings.Split(h["ap"], ",")
 	}

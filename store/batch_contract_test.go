@@ -25,6 +25,8 @@ type batchesAPI interface {
 	Requeue(ctx context.Context, e BatchEntry) error
 	Finish(ctx context.Context, e BatchEntry, to EntryState, actionID, reason string) (BatchEntry, bool, error)
 	Stop(ctx context.Context, id, by string) (Batch, bool, error)
+	RecordResults(ctx context.Context, id string, rs []ActionResult) ([]BatchEntry, error)
+	ClaimReply(ctx context.Context, id, name string) (bool, error)
 	Ping(ctx context.Context) error
 }
 
@@ -39,7 +41,8 @@ type batchSetup func(t *testing.T) (a batchesAPI, replica func() batchesAPI, clk
 
 const testLease = 30 * time.Second
 
-// batchContract is the one suite every backend passes.
+// batchContract is the one suite every backend passes, with
+// batchResultsContract (batch_contract_results_test.go).
 var batchContract = []struct {
 	name string
 	run  func(t *testing.T, a batchesAPI, replica func() batchesAPI, clk *testclock.Clock)
@@ -54,7 +57,7 @@ var batchContract = []struct {
 }
 
 func runBatchContract(t *testing.T, setup batchSetup) {
-	for _, c := range batchContract {
+	for _, c := range slices.Concat(batchContract, batchResultsContract) {
 		t.Run(c.name, func(t *testing.T) {
 			a, replica, clk := setup(t)
 			c.run(t, a, replica, clk)

@@ -58,10 +58,18 @@ type Batch struct {
 	Counts        BatchCounts
 }
 
-// BatchCounts is a batch's progress.
+// BatchCounts is a batch's progress. Succeeded and Unsuccessful count the
+// sent entries whose action MDE reports final: Succeeded, or Failed,
+// TimeOut or Cancelled (RecordResults).
 type BatchCounts struct {
 	Total, Queued, Claimed, Sent, Failed, Skipped int
+	Succeeded, Unsuccessful                       int
 }
+
+// Settled reports whether every sent entry's action is final at MDE (true
+// when nothing was sent). It says nothing of entries not sent yet: combine
+// it with Batch.Finished.
+func (c BatchCounts) Settled() bool { return c.Succeeded+c.Unsuccessful >= c.Sent }
 
 // Finished reports whether the batch has nothing left to send or reconcile.
 func (b Batch) Finished() bool {
@@ -84,7 +92,38 @@ type BatchEntry struct {
 	// Reclaimed: this claim took over a claim whose lease ran out.
 	Reclaimed bool
 	ActionID  string // sent: the MDE action
-	Reason    string // failed or skipped: why, in plain words
+	// Reason: failed or skipped, why, in plain words; sent, when MDE
+	// reports the action ended unsuccessfully, MDE's failure detail.
+	Reason string
+	// Status is MDE's last known status of a sent entry's action (Pending,
+	// InProgress, Succeeded, Failed, TimeOut, Cancelled); empty until read.
+	Status string
+}
+
+// MDE's final MachineAction statuses, spelled as MDE spells them.
+const (
+	statusSucceeded = "Succeeded"
+	statusFailed    = "Failed"
+	statusTimeOut   = "TimeOut"
+	statusCancelled = "Cancelled"
+)
+
+// FinalStatus reports whether MDE's status s is final (Succeeded, Failed,
+// TimeOut, Cancelled; case as MDE spells them).
+func FinalStatus(s string) bool {
+	switch s {
+	case statusSucceeded, statusFailed, statusTimeOut, statusCancelled:
+		return true
+	}
+	return false
+}
+
+// ActionResult is MDE's word on a sent entry's action (RecordResults).
+type ActionResult struct {
+	N        int    // the entry's position
+	ActionID string // must be the entry's action; otherwise the result is ignored
+	Status   string // MDE's status
+	Detail   string // an unsuccessful final status: why, in plain words (kept on one line)
 }
 
 // Marker is the id the entry's MDE comment is marked with: "b-3/17".

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -27,6 +28,7 @@ type memBatch struct {
 	entries []BatchEntry
 	queue   []int // positions, head first
 	exp     time.Time
+	replies map[string]bool // ClaimReply's names
 }
 
 // NewMemoryBatches returns an empty MemoryBatches. It panics when cfg
@@ -268,6 +270,71 @@ func (m *MemoryBatches) Stop(ctx context.Context, id, by string) (Batch, bool, e
 		mb.exp = now.Add(m.cfg.Retention)
 	}
 	return m.snapshot(mb), true, nil
+}
+
+// RecordResults: see Batches.RecordResults.
+func (m *MemoryBatches) RecordResults(ctx context.Context, id string, rs []ActionResult) ([]BatchEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb, ok := m.get(id)
+	if !ok {
+		return nil, errBatchGone(id)
+	}
+	var done []int
+	for _, r := range rs {
+		if r.N < 1 || r.N > len(mb.entries) || r.ActionID == "" || r.Status == "" {
+			continue
+		}
+		e := &mb.entries[r.N-1]
+		if e.State != EntrySent || e.ActionID != r.ActionID || FinalStatus(e.Status) || e.Status == r.Status {
+			continue
+		}
+		e.Status = r.Status
+		if !FinalStatus(r.Status) {
+			continue
+		}
+		done = append(done, r.N)
+		if r.Status == statusSucceeded {
+			mb.b.Counts.Succeeded++
+		} else {
+			mb.b.Counts.Unsuccessful++
+			if d := resultDetail(r); d != "" {
+				e.Reason = d
+			}
+		}
+	}
+	out := make([]BatchEntry, len(done))
+	for i, n := range done {
+		out[i] = mb.entries[n-1]
+	}
+	return out, nil
+}
+
+// ClaimReply: see Batches.ClaimReply.
+func (m *MemoryBatches) ClaimReply(ctx context.Context, id, name string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if name == "" {
+		return false, errors.New("batch: ClaimReply needs a name")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb, ok := m.get(id)
+	if !ok {
+		return false, errBatchGone(id)
+	}
+	if mb.replies[name] {
+		return false, nil
+	}
+	if mb.replies == nil {
+		mb.replies = map[string]bool{}
+	}
+	mb.replies[name] = true
+	return true, nil
 }
 
 // Ping always succeeds.
