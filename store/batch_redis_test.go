@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestBatchRedisKeys(t *testing.T) {
 
 // TestBatchRedisCommands pins the Redis commands per entry (INFO
 // commandstats counts what the scripts call): the drain's per-machine cost
-// besides the limiter.
+// besides the limiter, and the follower's cost per status read.
 func TestBatchRedisCommands(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client() // own server: commandstats are global
@@ -101,6 +102,29 @@ func TestBatchRedisCommands(t *testing.T) {
 		}
 	}, 5)
 	count("progress read", func() { bcGet(t, s, b.ID) }, 3)
+
+	// Following: one script whatever the number of results (EXISTS, HMGET,
+	// one HSET, a HINCRBY per counter that moved).
+	e = bcClaim(t, s, b.ID, "r1")
+	if _, _, err := s.Finish(ctx, e, EntrySent, "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	rs := []ActionResult{{N: 2, ActionID: "a", Status: "Succeeded"}, {N: 3, ActionID: "b", Status: "Failed", Detail: "offline"}}
+	record := func(want int) func() {
+		return func() {
+			if got, err := s.RecordResults(ctx, b.ID, rs); err != nil || len(got) != want {
+				t.Fatalf("RecordResults = %d entries, %v; want %d", len(got), err, want)
+			}
+		}
+	}
+	count("record 2 final results", record(2), 5)
+	rs = slices.Repeat(rs, 50)
+	count("record 100 results, none new", record(0), 2)
+	count("claim a reply", func() {
+		if ok, err := s.ClaimReply(ctx, b.ID, "summary"); !ok || err != nil {
+			t.Fatalf("ClaimReply = %v, %v", ok, err)
+		}
+	}, 2)
 }
 
 // serverCommands sums INFO commandstats without the script and CONFIG
