@@ -27,7 +27,7 @@ type sincePlan struct {
 // down to the second, so the look-up never misses an action created in
 // the second it starts; the caller matches by id anyway.
 func planSince(typ string, since time.Time) (sincePlan, error) {
-	p := sincePlan{op: fmt.Sprintf("list %s actions since %s", truncate(typ, 40), since.UTC().Format(time.RFC3339))}
+	p := sincePlan{op: fmt.Sprintf("list %q actions since %s", truncate(typ, 40), since.UTC().Format(time.RFC3339))}
 	if err := checkActionType(typ); err != nil {
 		return p, badRequest(p.op, err.Error())
 	}
