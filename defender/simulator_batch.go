@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // simAPIBase stands for the API URL when the simulator plans its look-ups
@@ -118,5 +119,25 @@ func (s *Simulator) ActionsForMachines(ctx context.Context, machineIDs []string,
 		}
 	}
 	SortNewestFirst(out)
+	return out, nil
+}
+
+// ActionsSince is Client.ActionsSince in process: one admitted look-up,
+// the type matched case-insensitively, since rounded down to the second
+// as the client's filter is.
+func (s *Simulator) ActionsSince(ctx context.Context, typ string, since time.Time) ([]MachineAction, error) {
+	p, err := planSince(typ, since)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.admit(ctx, nil, p.op, BudgetMachineActions); err != nil {
+		return nil, err
+	}
+	out := []MachineAction{}
+	for _, a := range s.Actions() { // newest first
+		if strings.EqualFold(a.Type, typ) && !a.CreationDateTimeUTC.Before(p.since) {
+			out = append(out, a)
+		}
+	}
 	return out, nil
 }

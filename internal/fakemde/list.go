@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/soc/isolate-bot/defender"
 )
@@ -28,7 +29,7 @@ var (
 	machineFields = map[string]bool{"id": true, "computerDnsName": true, "osPlatform": true,
 		"healthStatus": true, "onboardingStatus": true, "machineTags": true}
 	actionFields = map[string]bool{"id": true, "machineId": true, "type": true, "status": true,
-		"requestor": true, "computerDnsName": true}
+		"requestor": true, "computerDnsName": true, "creationDateTimeUtc": true}
 )
 
 func odataError(msg string) error {
@@ -70,7 +71,8 @@ func (s *Server) list(r *http.Request, op string) (int, any, error) {
 	if op == OpActions {
 		for _, a := range s.Sim.Actions() { // newest first
 			if match(record{fields: map[string]string{"id": a.ID, "machineId": a.MachineID, "type": a.Type,
-				"status": a.Status, "requestor": a.Requestor, "computerDnsName": a.ComputerDNSName}}) {
+				"status": a.Status, "requestor": a.Requestor, "computerDnsName": a.ComputerDNSName},
+				times: map[string]time.Time{"creationDateTimeUtc": a.CreationDateTimeUTC}}) {
 				all = append(all, a)
 			}
 		}

@@ -3,21 +3,39 @@ package fakemde
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // record is one entity as a filter sees it: its string fields by OData
-// name, and its machine tags.
+// name, its date-time fields (timeFields), and its machine tags.
 type record struct {
 	fields map[string]string
+	times  map[string]time.Time
 	tags   []string
+}
+
+// timeFields are the filterable fields that hold a date-time: they take
+// the comparisons ge, gt, le and lt with an unquoted literal, never eq
+// with a string.
+var timeFields = map[string]bool{"creationDateTimeUtc": true}
+
+// timeOps are the comparisons a date-time field takes; each reports
+// whether a compares to b as the operator says.
+var timeOps = map[string]func(a, b time.Time) bool{
+	"ge": func(a, b time.Time) bool { return !a.Before(b) },
+	"gt": func(a, b time.Time) bool { return a.After(b) },
+	"le": func(a, b time.Time) bool { return !a.After(b) },
+	"lt": func(a, b time.Time) bool { return a.Before(b) },
 }
 
 // pred is a parsed $filter.
 type pred func(record) bool
 
 // parseFilter parses the OData subset the client sends: `f eq 'x'`,
-// `startswith(f,'x')`, `machineTags/any(t: t eq 'x')`, `and`, `or` (and
-// binding tighter) and parentheses. fields are the names it may compare.
+// `startswith(f,'x')`, `machineTags/any(t: t eq 'x')`, `d ge <date-time>`
+// (also gt, le, lt; d a timeFields name, the literal unquoted RFC 3339,
+// as OData v4 writes DateTimeOffset), `and`, `or` (and binding tighter)
+// and parentheses. fields are the names it may compare.
 // Literals compare case-insensitively, as MDE does for names and ids.
 // Anything else is an error (MDE answers 400 ODataError).
 func parseFilter(s string, fields map[string]bool) (pred, error) {
@@ -43,6 +61,7 @@ const (
 	tIdent
 	tString
 	tPunct // ( ) , : /
+	tBare  // an unquoted literal starting with a digit (a date-time)
 )
 
 type token struct {
@@ -94,6 +113,13 @@ func (p *parser) next() {
 		}
 		p.err = p.fail("unterminated string literal")
 		p.pos, p.tok = len(p.src), token{kind: tEOF}
+	case c >= '0' && c <= '9':
+		i := p.pos
+		for i < len(p.src) && strings.IndexByte("0123456789:.+-TZtz", p.src[i]) >= 0 {
+			i++
+		}
+		p.tok = token{kind: tBare, text: p.src[p.pos:i]}
+		p.pos = i
 	case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
 		i := p.pos
 		for i < len(p.src) && (p.src[i] == '_' || p.src[i] >= 'a' && p.src[i] <= 'z' || p.src[i] >= 'A' && p.src[i] <= 'Z' || p.src[i] >= '0' && p.src[i] <= '9') {
@@ -114,7 +140,7 @@ func (p *parser) expect(kind tokKind, text string) (string, error) {
 	}
 	if p.tok.kind != kind || text != "" && p.tok.text != text {
 		if text == "" {
-			text = map[tokKind]string{tIdent: "a name", tString: "a string literal"}[kind]
+			text = map[tokKind]string{tIdent: "a name", tString: "a string literal", tBare: "a date-time literal"}[kind]
 		}
 		return "", p.fail("want %s, got %q", text, p.tok.text)
 	}
@@ -164,6 +190,8 @@ func (p *parser) primary() (pred, error) {
 		return p.anyTag()
 	case !p.fields[name]:
 		return nil, p.fail("cannot filter on %q", name)
+	case timeFields[name]:
+		return p.compareTime(name)
 	}
 	if _, err := p.expect(tIdent, "eq"); err != nil {
 		return nil, err
@@ -172,14 +200,39 @@ func (p *parser) primary() (pred, error) {
 	return func(r record) bool { return strings.EqualFold(r.fields[name], lit) }, err
 }
 
+// compareTime parses the rest of `d ge 2026-12-01T10:00:00Z` (or gt, le,
+// lt) after the field d.
+func (p *parser) compareTime(field string) (pred, error) {
+	if p.err != nil {
+		return nil, p.err
+	}
+	cmp, ok := timeOps[p.tok.text]
+	if p.tok.kind != tIdent || !ok {
+		return nil, p.fail("%q takes ge, gt, le or lt, got %q", field, p.tok.text)
+	}
+	p.next()
+	lit, err := p.expect(tBare, "")
+	if err != nil {
+		return nil, err
+	}
+	at, err := time.Parse(time.RFC3339Nano, lit)
+	if err != nil {
+		return nil, p.fail("%q is not an RFC 3339 date-time", lit)
+	}
+	return func(r record) bool {
+		t, ok := r.times[field]
+		return ok && cmp(t, at)
+	}, nil
+}
+
 func (p *parser) startswith() (pred, error) {
 	var field, lit string
 	_, err := p.expect(tPunct, "(")
 	if err == nil {
 		field, err = p.expect(tIdent, "")
 	}
-	if err == nil && !p.fields[field] {
-		err = p.fail("cannot filter on %q", field)
+	if err == nil && (!p.fields[field] || timeFields[field]) {
+		err = p.fail("cannot filter on %q with startswith", field)
 	}
 	if err == nil {
 		_, err = p.expect(tPunct, ",")

@@ -32,6 +32,7 @@ type Defender struct {
 	ResolveMachinesFn     func(ctx context.Context, refs []string) ([]defender.Resolution, error)
 	MachinesByTagFn       func(ctx context.Context, tag string) ([]defender.Machine, error)
 	ActionsForMachinesFn  func(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error)
+	ActionsSinceFn        func(ctx context.Context, typ string, since time.Time) ([]defender.MachineAction, error)
 }
 
 // DefenderOver returns a Defender whose every function calls the MDE
@@ -42,7 +43,7 @@ func DefenderOver(d *defender.Simulator) *Defender {
 		IsolateFn: d.Isolate, UnisolateFn: d.Unisolate, CancelMachineActionFn: d.CancelMachineAction,
 		MachineActionFn: d.MachineAction, MachineFn: d.Machine, FindMachinesByNameFn: d.FindMachinesByName,
 		MachineActionsFn: d.MachineActions, MachineActionsByIDFn: d.MachineActionsByID, ResolveMachinesFn: d.ResolveMachines,
-		MachinesByTagFn: d.MachinesByTag, ActionsForMachinesFn: d.ActionsForMachines,
+		MachinesByTagFn: d.MachinesByTag, ActionsForMachinesFn: d.ActionsForMachines, ActionsSinceFn: d.ActionsSince,
 	}
 }
 
@@ -88,6 +89,10 @@ func (d *Defender) MachinesByTag(ctx context.Context, tag string) ([]defender.Ma
 
 func (d *Defender) ActionsForMachines(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error) {
 	return d.ActionsForMachinesFn(ctx, machineIDs, top)
+}
+
+func (d *Defender) ActionsSince(ctx context.Context, typ string, since time.Time) ([]defender.MachineAction, error) {
+	return d.ActionsSinceFn(ctx, typ, since)
 }
 
 // Approvals fakes commands.Approvals, the durable request state. Use it to

@@ -42,6 +42,7 @@ const (
 	OpResolveMachines    = "resolve_machines"
 	OpMachinesByTag      = "machines_by_tag"
 	OpActionsForMachines = "actions_for_machines"
+	OpActionsSince       = "actions_since"
 
 	// CodeOK, CodeToken and CodeError are the code label of an MDE call
 	// that succeeded, that never started because Azure AD gave no token
@@ -59,7 +60,7 @@ var (
 	decisionOutcomes = []string{OutcomeApproved, OutcomeDenied, OutcomeExpired, OutcomeCancelled, OutcomeConflict, OutcomeRefused}
 	limiterResults   = []string{ResultAdmitted, ResultRefused, ResultQueued, ResultError}
 	mdeOperations    = []string{OpIsolate, OpUnisolate, OpMachineAction, OpMachine, OpFindMachines, OpCancel, OpMachineActions,
-		OpActionsByID, OpResolveMachines, OpMachinesByTag, OpActionsForMachines}
+		OpActionsByID, OpResolveMachines, OpMachinesByTag, OpActionsForMachines, OpActionsSince}
 	budgets = []string{defender.BudgetIsolate, defender.BudgetUnisolate, defender.BudgetMachineActions, defender.BudgetMachines, defender.BudgetCancel}
 )
 
