@@ -58,14 +58,23 @@ func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
 }
 
 // bulkState is the request's state and, once its batch started, the
-// progress: "5/12 sent · 1 failed · next at 10:58 UTC · done by about 11:04 UTC".
+// progress: "5/12 sent · 3 isolated · 1 failed · 0 skipped · next at 10:58 UTC ·
+// done by about 11:04 UTC".
 func bulkState(c commands.Card) string {
 	r, b := c.Request, c.Bulk.Batch
 	if b == nil {
 		return stateWord(r.State)
 	}
 	n := b.Counts
-	s := fmt.Sprintf("%d/%d sent · %d failed · %d skipped", n.Sent, n.Total-n.Skipped, n.Failed, n.Skipped)
+	done := "isolated"
+	if r.Command == store.Unisolate {
+		done = "released"
+	}
+	// failed counts calls MDE refused and actions MDE ended unsuccessfully.
+	s := fmt.Sprintf("%d/%d sent · %d %s · %d failed · %d skipped", n.Sent, n.Total-n.Skipped, n.Succeeded, done, n.Failed+n.Unsuccessful, n.Skipped)
+	if open := n.Sent - n.Succeeded - n.Unsuccessful; open > 0 && b.Finished() {
+		s += fmt.Sprintf(" · %d with MDE", open)
+	}
 	switch {
 	case b.State == store.BatchStopped:
 		s = fmt.Sprintf("stopped by %s · ", mention(b.StoppedBy)) + s + fmt.Sprintf(" · %d not sent", n.Queued)

@@ -43,6 +43,9 @@ type Defender interface {
 	ResolveMachines(ctx context.Context, refs []string) ([]defender.Resolution, error)
 	MachinesByTag(ctx context.Context, tag string) ([]defender.Machine, error)
 	ActionsForMachines(ctx context.Context, machineIDs []string, top int) ([]defender.MachineAction, error)
+	// ActionsSince reads every action of type typ created at or after
+	// since: how a batch's sent actions are followed, one call per read.
+	ActionsSince(ctx context.Context, typ string, since time.Time) ([]defender.MachineAction, error)
 }
 
 // Approvals is the durable request state, the delivery de-duplication and

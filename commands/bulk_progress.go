@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -60,21 +59,24 @@ func (s *Service) updateBulkCard(ctx context.Context, r store.Request, b *store.
 	}
 }
 
-// watchBatch updates r's card every progressEvery until its batch is
-// finished, renewing r's hold (CheckAt), then posts the summary and ends r.
+// watchBatch updates r's card every progressEvery while its batch sends
+// and MDE works on the sent actions (bulk_follow.go reads them), renewing
+// r's hold (CheckAt); it posts the summary and ends r at the milestones of
+// bulk_summary.go.
 func (s *Service) watchBatch(ctx context.Context, r store.Request) {
 	t := time.NewTicker(s.progressEvery())
 	defer t.Stop()
-	last := store.BatchCounts{Total: -1}
+	var f batchReads
+	var shown store.Batch
 	for {
 		b, err := s.drainer.Progress(ctx, r.MachineActionID)
 		if err == nil {
-			if b.Finished() {
-				s.summarise(ctx, r, b)
+			b = s.followBatch(ctx, b, &f)
+			if s.batchMilestones(ctx, r, b, &f) {
 				return
 			}
-			if b.Counts != last {
-				last = b.Counts
+			if b.Counts != shown.Counts || b.State != shown.State {
+				shown = b
 				s.updateBulkCard(ctx, r, &b)
 			}
 			d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: store.Executing,
@@ -97,66 +99,9 @@ func (s *Service) watchBatch(ctx context.Context, r store.Request) {
 	}
 }
 
-// summarise posts the grouped outcome of r's finished batch b in the
-// thread and ends r: done, or failed when nothing was sent.
-func (s *Service) summarise(ctx context.Context, r store.Request, b store.Batch) {
-	entries, err := s.drainer.Entries(ctx, b.ID)
-	if err != nil {
-		s.logger(ctx).Warn().Err(err).Msg("could not read the batch's entries for the summary")
-	}
-	for _, m := range summaryMessages(b, entries) {
-		s.reply(ctx, r, m)
-	}
-	to, note := store.Done, fmt.Sprintf("batch %s: %d sent, %d failed, %d skipped", b.ID, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
-	if b.State == store.BatchStopped {
-		note += ", stopped by " + b.StoppedBy
-	}
-	if b.Counts.Sent == 0 {
-		to = store.Failed
-	}
-	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, By: systemActor, Note: note})
-	if err != nil {
-		s.logger(ctx).Error().Err(err).Msg("could not finish the bulk request")
-		return
-	}
-	s.updateBulkCard(ctx, d, &b)
-	ev := store.EventDone
-	if to == store.Failed {
-		ev = store.EventFailed
-	}
-	s.audit(ctx, store.Event{RequestID: r.ID, Type: ev, Actor: systemActor, Reason: note})
-}
-
 // maxListChars keeps each thread reply well under Slack's 3,000
 // characters per section once rendered (mentions and code marks added).
 const maxListChars = 2400
-
-// summaryMessages groups b's entries: sent, failed (with reasons),
-// skipped (with reasons), not sent because stopped.
-func summaryMessages(b store.Batch, entries []store.BatchEntry) []Message {
-	head := fmt.Sprintf("Batch %s finished: %d sent, %d failed, %d skipped", b.ID, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
-	if b.State == store.BatchStopped {
-		head = fmt.Sprintf("Batch %s stopped by <@%s>: %d sent, %d failed, %d skipped", b.ID, b.StoppedBy, b.Counts.Sent, b.Counts.Failed, b.Counts.Skipped)
-	}
-	groups := map[string][]string{}
-	var keys []string
-	for _, e := range entries {
-		k := string(e.State)
-		if e.Reason != "" {
-			k += ": " + e.Reason
-		}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], e.HostName)
-	}
-	sort.Strings(keys)
-	lines := []string{head}
-	for _, k := range keys {
-		lines = append(lines, fmt.Sprintf("%s (%d): %s", k, len(groups[k]), strings.Join(groups[k], ", ")))
-	}
-	return chunkLines(lines)
-}
 
 // bulkListMessages lists every machine of a plan, the skipped ones with
 // their reason, split into replies that fit Slack's limits.

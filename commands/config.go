@@ -52,6 +52,12 @@ type Config struct {
 	// BulkProgressEvery is how often a running batch's card is updated
 	// (and the most often its thread hears from it).
 	BulkProgressEvery time.Duration
+	// BulkReadEvery: while a batch sends, its actions are read once per
+	// this many calls sent (and at least every PollMaxInterval).
+	BulkReadEvery int
+	// BulkReadSkew: a batch's reads ask for actions created this long
+	// before the batch started, for replica and MDE clocks out of step.
+	BulkReadSkew time.Duration
 }
 
 // check panics when a duration is missing: a zero one would time every
@@ -74,6 +80,7 @@ func (c Config) check() {
 		{"SchedulerEvery", c.SchedulerEvery},
 		{"RefusalWindow", c.RefusalWindow},
 		{"BulkProgressEvery", c.BulkProgressEvery},
+		{"BulkReadSkew", c.BulkReadSkew},
 	} {
 		if f.d <= 0 {
 			missing = append(missing, f.name)
@@ -84,6 +91,9 @@ func (c Config) check() {
 	}
 	if len(c.ReconcileChecks) == 0 {
 		missing = append(missing, "ReconcileChecks")
+	}
+	if c.BulkReadEvery <= 0 {
+		missing = append(missing, "BulkReadEvery")
 	}
 	if c.RefusalBurst <= 0 {
 		missing = append(missing, "RefusalBurst")

@@ -42,6 +42,8 @@ type Batches interface {
 	Requeue(ctx context.Context, e store.BatchEntry) error
 	Finish(ctx context.Context, e store.BatchEntry, to store.EntryState, actionID, reason string) (store.BatchEntry, bool, error)
 	Stop(ctx context.Context, id, by string) (store.Batch, bool, error)
+	RecordResults(ctx context.Context, id string, rs []store.ActionResult) ([]store.BatchEntry, error)
+	ClaimReply(ctx context.Context, id, name string) (bool, error)
 }
 
 // DrainDeps are what a Drainer needs besides its Service.
@@ -124,6 +126,17 @@ func (d *Drainer) Progress(ctx context.Context, id string) (store.Batch, error) 
 // final summary).
 func (d *Drainer) Entries(ctx context.Context, id string) ([]store.BatchEntry, error) {
 	return d.b.Entries(ctx, id)
+}
+
+// RecordResults records MDE's statuses of batch id's sent entries and
+// returns those that became final, exactly once across replicas.
+func (d *Drainer) RecordResults(ctx context.Context, id string, rs []store.ActionResult) ([]store.BatchEntry, error) {
+	return d.b.RecordResults(ctx, id, rs)
+}
+
+// ClaimReply is true for exactly one caller per batch and reply name.
+func (d *Drainer) ClaimReply(ctx context.Context, id, name string) (bool, error) {
+	return d.b.ClaimReply(ctx, id, name)
 }
 
 // Start (once per Drainer) runs the drain loop as the Service's background work until stop

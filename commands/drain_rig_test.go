@@ -234,51 +234,13 @@ func (rig *drainRig) figures() drainFigures {
 		f.throttled += rig.mde.Throttled(op)
 		f.mdeCalls += rig.mde.Count(op)
 	}
-	f.span, f.ideal = last.Sub(first), idealSpan(f.isolates, rig.limit)
+	f.span, f.ideal = last.Sub(first), rig.limit.IdealSpan(f.isolates)
 	f.efficiency = f.ideal.Seconds() / math.Max(f.span.Seconds(), 1e-9)
-	f.redisCommands = serverCommands(rig.tb, rig.rdb)
+	n, err := redistest.CommandCalls(context.Background(), rig.rdb)
+	if err != nil {
+		rig.tb.Fatal(err)
+	}
+	f.redisCommands = n
 	f.limiterRounds, f.batchRounds, f.auditRounds = rig.limiterRounds.Load(), rig.batchRounds.Load(), rig.auditRounds.Load()
 	return f
-}
-
-// idealSpan is the time from the first to the n-th call of the fastest
-// schedule MDE's windows allow: each call as early as both windows let it
-// (greedy is optimal for sliding windows).
-func idealSpan(n int, l fakemde.Limit) time.Duration {
-	if n == 0 {
-		return 0
-	}
-	at := make([]time.Duration, n)
-	for k := range at {
-		for _, w := range []fakemde.Window{l.Short, l.Long} {
-			if w.Calls > 0 && k >= w.Calls {
-				at[k] = max(at[k], at[k-w.Calls]+w.Length)
-			}
-		}
-	}
-	return at[n-1]
-}
-
-// serverCommands sums INFO commandstats (the scripts' inner commands
-// included), without the script calls, INFO and CONFIG themselves.
-func serverCommands(tb testing.TB, rdb *redis.Client) int64 {
-	tb.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
-		if !ok || name == "evalsha" || name == "eval" || name == "info" || strings.HasPrefix(name, "config") ||
-			name == "multi" || name == "exec" || name == "script" || strings.HasPrefix(name, "client") || name == "hello" || name == "ping" {
-			continue
-		}
-		var c int64
-		if _, err := fmt.Sscanf(rest, "%d", &c); err != nil {
-			tb.Fatalf("parsing %q: %v", line, err)
-		}
-		n += c
-	}
-	return n
 }

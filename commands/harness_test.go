@@ -85,6 +85,8 @@ func testConfig() Config {
 		RefusalBurst:      config.DefaultRefusalBurst,
 		RefusalWindow:     config.DefaultRefusalWindow,
 		BulkProgressEvery: config.DefaultBulkProgressEvery,
+		BulkReadEvery:     config.DefaultBulkReadEvery,
+		BulkReadSkew:      config.DefaultBulkReadSkew,
 	}
 }
 

@@ -203,6 +203,8 @@ func (a *App) build(metrics *ops.Metrics) {
 		RefusalBurst:      cfg.RefusalBurst,
 		RefusalWindow:     cfg.RefusalWindow,
 		BulkProgressEvery: cfg.BulkProgressEvery,
+		BulkReadEvery:     cfg.BulkReadEvery,
+		BulkReadSkew:      cfg.BulkReadSkew,
 		Protected:         cfg.ProtectedMachines,
 		ProtectedMode:     cfg.ProtectedMode,
 		BulkMax:           cfg.BulkMax,

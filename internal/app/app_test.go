@@ -59,9 +59,12 @@ type world struct {
 	mde  *fakemde.Server
 	rs   *redistest.Server
 	logs *syncbuf.Buffer
+	// fixed, when set, changes the fixed values (no variable) of every
+	// app the world runs: scaled-down polling for outbreak runs.
+	fixed func(*config.Fixed)
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{fs: fakeslack.New(t, fakeslack.Options{Channels: []string{"C1"}}), mde: fakemde.New(t, nil),
 		rs: redistest.Start(t), logs: &syncbuf.Buffer{}}
@@ -73,7 +76,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) config(t *testing.T, extra map[string]string) config.Config {
+func (w *world) config(t testing.TB, extra map[string]string) config.Config {
 	t.Helper()
 	env := map[string]string{
 		"SLACK_APP_TOKEN": w.fs.AppToken(), "SLACK_BOT_TOKEN": w.fs.BotToken(), "SLACK_API_URL": w.fs.APIURL(),
@@ -88,13 +91,27 @@ func (w *world) config(t *testing.T, extra map[string]string) config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if w.fixed != nil {
+		w.fixed(&cfg.Fixed)
+	}
 	return cfg
 }
 
 // running builds an App from w's configuration, runs it, and returns once
 // Slack has its Socket Mode connection: cancel stops it, done gives Run's
 // error.
-func (w *world) running(t *testing.T, env map[string]string) (*App, context.Context, context.CancelFunc, <-chan error) {
+func (w *world) running(t testing.TB, env map[string]string) (*App, context.Context, context.CancelFunc, <-chan error) {
+	t.Helper()
+	a, ctx, cancel, done := w.start(t, env)
+	if err := w.fs.WaitConnections(1, wait); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return a, ctx, cancel, done
+}
+
+// start builds an App from w's configuration and runs it: one replica.
+func (w *world) start(t testing.TB, env map[string]string) (*App, context.Context, context.CancelFunc, <-chan error) {
 	t.Helper()
 	a, err := New(w.config(t, env), w.options())
 	if err != nil {
@@ -103,10 +120,6 @@ func (w *world) running(t *testing.T, env map[string]string) (*App, context.Cont
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	if err := w.fs.WaitConnections(1, wait); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
 	return a, ctx, cancel, done
 }
 
@@ -286,7 +299,7 @@ func TestCloseWithoutRun(t *testing.T) {
 }
 
 // waitCard waits for the request card (the message with an Approve button).
-func waitCard(t *testing.T, w *world) fakeslack.Message {
+func waitCard(t testing.TB, w *world) fakeslack.Message {
 	t.Helper()
 	var card fakeslack.Message
 	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {

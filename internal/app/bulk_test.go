@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,15 +10,17 @@ import (
 
 	"github.com/soc/isolate-bot/bot"
 	"github.com/soc/isolate-bot/defender"
+	"github.com/soc/isolate-bot/internal/config"
 	"github.com/soc/isolate-bot/internal/fakemde"
 	"github.com/soc/isolate-bot/internal/fakeslack"
+	"github.com/soc/isolate-bot/store"
 )
 
 // Outbreak mode end to end (issue 11): real slack-go against the fake
 // Slack, the real MDE client against the fake MDE, Redis.
 
 // addMachines adds n machines outbreak-NN.contoso.local carrying tag.
-func addMachines(t *testing.T, w *world, n int, tag string) []string {
+func addMachines(t testing.TB, w *world, n int, tag string) []string {
 	t.Helper()
 	seen := time.Now().Add(-time.Hour)
 	var names []string
@@ -36,8 +39,18 @@ func addMachines(t *testing.T, w *world, n int, tag string) []string {
 	return names
 }
 
+// fastActions makes MDE end actions within a second and the bot read them
+// every 100 ms after a batch's last call (progress every 200 ms), so a batch's summary (which
+// waits for every sent action to end) comes within a second or two.
+func fastActions(w *world) {
+	w.mde.Sim.PendingFor, w.mde.Sim.CompleteAfter = 200*time.Millisecond, 500*time.Millisecond
+	w.fixed = func(f *config.Fixed) {
+		f.PollInterval, f.BulkProgressEvery = 100*time.Millisecond, 200*time.Millisecond
+	}
+}
+
 // runApp runs an app on w with env until the test ends.
-func runApp(t *testing.T, w *world, env map[string]string) {
+func runApp(t testing.TB, w *world, env map[string]string) {
 	t.Helper()
 	_, _, cancel, done := w.running(t, env)
 	t.Cleanup(func() {
@@ -48,7 +61,7 @@ func runApp(t *testing.T, w *world, env map[string]string) {
 	})
 }
 
-func waitThreadText(t *testing.T, w *world, ts, sub string) []fakeslack.Message {
+func waitThreadText(t testing.TB, w *world, ts, sub string) []fakeslack.Message {
 	t.Helper()
 	ms, err := w.fs.WaitThread("C1", ts, func(ms []fakeslack.Message) bool { return anyText(ms, sub) }, 3*wait)
 	if err != nil {
@@ -84,10 +97,20 @@ func isolatedOnce(t *testing.T, w *world) map[string]int {
 // TestOutbreakTwelveMachines: a list of 12 machines is resolved with at
 // most 3 look-ups per API, posts one card with the count and the first
 // machines, lists them all in the thread, needs two approvers (12 > 10),
-// then isolates each machine exactly once and posts one summary.
+// then isolates each machine exactly once, follows the 12 actions to their
+// end with a few batched reads (one fails at MDE), audits each outcome
+// once and posts one summary.
 func TestOutbreakTwelveMachines(t *testing.T) {
 	w := newWorld(t)
+	fastActions(w)
 	names := addMachines(t, w, 12, "")
+	failing := fmt.Sprintf("%040x", 0xb0000+7)
+	w.mde.Sim.Outcome = func(a defender.MachineAction) defender.MachineAction {
+		if a.MachineID == failing {
+			a.Status, a.Error = defender.StatusFailed, json.RawMessage(`"Device is offline"`)
+		}
+		return a
+	}
 	runApp(t, w, map[string]string{"APPROVER_USER_IDS": "U0BOB,U0CAROL", "RATE_LIMIT_PER_MINUTE": "600"})
 
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", strings.Join(names, ", ")+" full worm spreading over SMB")
@@ -113,14 +136,37 @@ func TestOutbreakTwelveMachines(t *testing.T) {
 	if n := w.mde.Count(fakemde.OpIsolate); n != 0 {
 		t.Fatalf("MDE called %d times after one approval of two", n)
 	}
+	lookups := w.mde.Count(fakemde.OpActions)
 	w.fs.ClickButton("U0CAROL", "C1", card.TS, bot.ActionApprove)
-	waitThreadText(t, w, card.TS, "finished: 12 sent, 0 failed, 0 skipped")
+	waitThreadText(t, w, card.TS, "Batch b-1 finished: 11 isolated · 1 failed")
+	waitThreadText(t, w, card.TS, "failed at MDE (Failed): error: Device is offline (1): outbreak-07.contoso.local")
 	if per := isolatedOnce(t, w); len(per) != 12 {
 		t.Errorf("%d machines isolated; want 12", len(per))
 	}
+	// Following 12 actions: a read at the start, then after 100, 200,
+	// 400 ms … until all ended about 0.5 s after their creation.
+	reads := w.mde.Count(fakemde.OpActions) - lookups
+	t.Logf("%d status reads for 12 actions", reads)
+	if reads < 1 || reads > 6 {
+		t.Errorf("%d status reads for 12 actions; want a few batched ones", reads)
+	}
+	statuses := map[string]int{}
+	for _, e := range history(t, w, "r-1") {
+		if e.Type == store.EventStatus {
+			statuses[e.MachineID]++
+		}
+	}
+	if len(statuses) != 12 {
+		t.Errorf("final status audited for %d machines; want 12: %v", len(statuses), statuses)
+	}
+	for m, n := range statuses {
+		if n != 1 {
+			t.Errorf("machine %s's outcome audited %d times", m, n)
+		}
+	}
 	if _, err := w.fs.WaitMessages("C1", func(ms []fakeslack.Message) bool {
 		for _, m := range ms {
-			if m.TS == card.TS && strings.Contains(m.AllText(), "finished · 12/12 sent") {
+			if m.TS == card.TS && strings.Contains(m.AllText(), "finished · 12/12 sent · 11 isolated · 1 failed") {
 				return true
 			}
 		}
@@ -137,6 +183,7 @@ func TestOutbreakTwelveMachines(t *testing.T) {
 func TestOutbreakUnknownAndAmbiguous(t *testing.T) {
 	w := newWorld(t)
 	names := addMachines(t, w, 2, "")
+	fastActions(w)
 	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600"})
 
 	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", strings.Join(names, ",")+",nosuch-99.contoso.local,kiosk.contoso.local full worm")
@@ -147,7 +194,7 @@ func TestOutbreakUnknownAndAmbiguous(t *testing.T) {
 	waitThreadText(t, w, card.TS, "nosuch-99.contoso.local — left out: no machine has this name")
 	waitThreadText(t, w, card.TS, "kiosk.contoso.local — left out: several machines match (2)")
 	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
-	waitThreadText(t, w, card.TS, "finished: 2 sent, 0 failed, 2 skipped")
+	waitThreadText(t, w, card.TS, "finished: 2 isolated · 0 failed · 2 skipped")
 	if per := isolatedOnce(t, w); len(per) != 2 {
 		t.Errorf("%d machines isolated; want 2", len(per))
 	}
@@ -157,6 +204,7 @@ func TestOutbreakUnknownAndAmbiguous(t *testing.T) {
 // look-up for the tag.
 func TestOutbreakTag(t *testing.T) {
 	w := newWorld(t)
+	fastActions(w)
 	addMachines(t, w, 3, "Outbreak-7")
 	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600"})
 
@@ -169,7 +217,7 @@ func TestOutbreakTag(t *testing.T) {
 		t.Errorf("%d machine look-ups for a tag; want 1", n)
 	}
 	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
-	waitThreadText(t, w, card.TS, "finished: 3 sent")
+	waitThreadText(t, w, card.TS, "finished: 3 isolated")
 	if per := isolatedOnce(t, w); len(per) != 3 {
 		t.Errorf("%d machines isolated; want 3", len(per))
 	}
@@ -197,6 +245,10 @@ func TestOutbreakOverBulkMax(t *testing.T) {
 // refused; the requester's Stop ends the batch with the rest unsent.
 func TestOutbreakStop(t *testing.T) {
 	w := newWorld(t)
+	fastActions(w)
+	// The two-a-minute limit holds for reads too: the one read left this
+	// minute, after Stop, must find the two actions ended.
+	w.mde.Sim.PendingFor, w.mde.Sim.CompleteAfter = 0, time.Millisecond
 	addMachines(t, w, 4, "Slow")
 	// Two calls a minute: two go at once, the rest wait a minute, so the
 	// batch is still running when Stop is clicked.
@@ -225,7 +277,8 @@ func TestOutbreakStop(t *testing.T) {
 		t.Fatalf("Dave's Stop was not refused: %v", err)
 	}
 	w.fs.ClickButton("U0ALICE", "C1", card.TS, bot.ActionStop)
-	waitThreadText(t, w, card.TS, "stopped by")
+	// The two sent before Stop are still followed to their end.
+	waitThreadText(t, w, card.TS, "isolated (2):")
 	if n := w.mde.Count(fakemde.OpIsolate); n != 2 {
 		t.Errorf("%d isolate calls after Stop; want the 2 the limit let through", n)
 	}
@@ -240,6 +293,7 @@ func TestOutbreakStop(t *testing.T) {
 // restrict releases.
 func TestOutbreakRelease(t *testing.T) {
 	w := newWorld(t)
+	fastActions(w)
 	addMachines(t, w, 3, "Recovered")
 	// The first machine was released already: nothing to release.
 	first := fmt.Sprintf("%040x", 0xb0000+1)
@@ -263,8 +317,21 @@ func TestOutbreakRelease(t *testing.T) {
 		t.Fatalf("card: %s", txt)
 	}
 	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
-	waitThreadText(t, w, card.TS, "finished: 2 sent")
+	waitThreadText(t, w, card.TS, "finished: 2 released")
 	if n, isolates := w.mde.Count(fakemde.OpUnisolate), w.mde.Count(fakemde.OpIsolate); n != 2 || isolates != 0 {
 		t.Errorf("%d release and %d isolate calls; want 2 releases (the released machine skipped), no isolation", n, isolates)
 	}
+}
+
+// history is request id's audit events, read from the world's Redis under
+// the test's prefix (as w.config sets it).
+func history(t testing.TB, w *world, id string) []store.Event {
+	t.Helper()
+	approvals := store.NewApprovals(w.rs.Client(), store.ApprovalsConfig{Prefix: strings.ToLower(t.Name()),
+		Retention: config.DefaultAuditRetention, AuditMaxLen: config.DefaultAuditMaxLen})
+	evs, err := approvals.History(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
 }

@@ -59,6 +59,8 @@ const (
 	DefaultRefusalWindow = time.Minute
 	// A running batch's card is updated at most this often.
 	DefaultBulkProgressEvery    = 5 * time.Second
+	DefaultBulkReadEvery        = 100
+	DefaultBulkReadSkew         = 5 * time.Minute
 	DefaultAuditMaxLen          = 100000
 	DefaultMDEMaxGetAttempts    = 3
 	DefaultMDEBaseBackoff       = 200 * time.Millisecond
@@ -137,6 +139,12 @@ type Fixed struct {
 	RefusalWindow   time.Duration
 	// BulkProgressEvery: a running batch's card is updated at most this often.
 	BulkProgressEvery time.Duration
+	// BulkReadEvery: while a batch sends, its MDE actions are read once
+	// per this many calls (1 % of the calls at 100).
+	BulkReadEvery int
+	// BulkReadSkew: a batch's reads ask for actions from this long before
+	// it started (replica and MDE clocks out of step).
+	BulkReadSkew time.Duration
 }
 
 // DefaultFixed returns the fixed values of a bot.
@@ -159,6 +167,8 @@ func DefaultFixed() Fixed {
 		RefusalBurst:          DefaultRefusalBurst,
 		RefusalWindow:         DefaultRefusalWindow,
 		BulkProgressEvery:     DefaultBulkProgressEvery,
+		BulkReadEvery:         DefaultBulkReadEvery,
+		BulkReadSkew:          DefaultBulkReadSkew,
 		AuditMaxLen:           DefaultAuditMaxLen,
 		MDEMaxGetAttempts:     DefaultMDEMaxGetAttempts,
 		MDEBaseBackoff:        DefaultMDEBaseBackoff,

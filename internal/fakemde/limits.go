@@ -104,3 +104,22 @@ func (s *Server) admitLocked(op string, now time.Time) (ok bool, wait time.Durat
 func retryAfterSecs(wait time.Duration) int {
 	return max(1, int(math.Ceil(wait.Seconds())))
 }
+
+// IdealSpan is the time from the first to the n-th call of the fastest
+// schedule l allows: each call as early as both windows let it (greedy is
+// optimal for sliding windows). Efficiency is IdealSpan over the span a
+// run achieved.
+func (l Limit) IdealSpan(n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	at := make([]time.Duration, n)
+	for k := range at {
+		for _, w := range []Window{l.Short, l.Long} {
+			if w.Calls > 0 && k >= w.Calls {
+				at[k] = max(at[k], at[k-w.Calls]+w.Length)
+			}
+		}
+	}
+	return at[n-1]
+}

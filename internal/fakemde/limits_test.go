@@ -144,3 +144,17 @@ func actionIDs(t *testing.T, f *fakemde.Server) []string {
 	}
 	return ids
 }
+
+// TestIdealSpan: the fastest schedule under both windows, as the
+// benchmarks' efficiency divides by it.
+func TestIdealSpan(t *testing.T) {
+	l := fakemde.Limit{Short: fakemde.Window{Calls: 20, Length: 2 * time.Second}, Long: fakemde.Window{Calls: 150, Length: 20 * time.Second}}
+	for _, c := range []struct {
+		n    int
+		want time.Duration
+	}{{0, 0}, {1, 0}, {20, 0}, {21, 2 * time.Second}, {150, 14 * time.Second}, {151, 20 * time.Second}, {300, 34 * time.Second}} {
+		if got := l.IdealSpan(c.n); got != c.want {
+			t.Errorf("IdealSpan(%d) = %s; want %s", c.n, got, c.want)
+		}
+	}
+}

@@ -112,23 +112,10 @@ func (i *instrumentedDefender) ActionsForMachines(ctx context.Context, machineID
 	return as, err
 }
 
-// actionsSincer is the batch watcher's read, until commands.Defender
-// declares it (the lead adds it there; then ActionsSince below calls i.d
-// directly and this goes).
-type actionsSincer interface {
-	ActionsSince(ctx context.Context, typ string, since time.Time) ([]defender.MachineAction, error)
-}
-
 // ActionsSince counts one call per method call, like the other batched
-// reads (it may read several pages). A wrapped Defender without the
-// method fails closed with ErrUnavailable, not counted: MDE was not asked.
+// reads (it may read several pages).
 func (i *instrumentedDefender) ActionsSince(ctx context.Context, typ string, since time.Time) ([]defender.MachineAction, error) {
-	s, ok := i.d.(actionsSincer)
-	if !ok {
-		return nil, &defender.APIError{Op: "list actions since", Kind: defender.ErrUnavailable,
-			Message: "this Defender cannot list actions by creation time"}
-	}
-	as, err := s.ActionsSince(ctx, typ, since)
+	as, err := i.d.ActionsSince(ctx, typ, since)
 	i.m.mdeCall(OpActionsSince, mdeCode(err))
 	return as, err
 }

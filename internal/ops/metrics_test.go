@@ -121,10 +121,7 @@ func TestInstrumentDefender(t *testing.T) {
 				{OpResolveMachines, func() (string, error) { a, err := d.ResolveMachines(ctx, []string{"h"}); return a[0].Ref, err }, "r-resolve"},
 				{OpMachinesByTag, func() (string, error) { a, err := d.MachinesByTag(ctx, "t"); return a[0].ID, err }, "m-tag"},
 				{OpActionsForMachines, func() (string, error) { a, err := d.ActionsForMachines(ctx, []string{id}, 5); return a[0].ID, err }, "a-for"},
-				{OpActionsSince, func() (string, error) {
-					a, err := d.(actionsSincer).ActionsSince(ctx, "Isolate", t0)
-					return a[0].ID, err
-				}, "a-since"},
+				{OpActionsSince, func() (string, error) { a, err := d.ActionsSince(ctx, "Isolate", t0); return a[0].ID, err }, "a-since"},
 			}
 			for i, c := range calls {
 				got, err := c.run()
@@ -140,21 +137,6 @@ func TestInstrumentDefender(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestInstrumentDefenderWithoutActionsSince: a wrapped Defender that
-// cannot list actions by creation time fails closed, and no MDE call is
-// counted (none was made).
-func TestInstrumentDefenderWithoutActionsSince(t *testing.T) {
-	m, _ := newMetrics(t, MetricsOptions{})
-	d := InstrumentDefender(struct{ commands.Defender }{fakeDefender{}}, m) // ActionsSince hidden
-	acts, err := d.(actionsSincer).ActionsSince(context.Background(), "Isolate", t0)
-	if acts != nil || !errors.Is(err, defender.ErrUnavailable) {
-		t.Fatalf("%v, %v; want ErrUnavailable", acts, err)
-	}
-	if n := sumCounter(t, m.mdeCalls); n != 0 {
-		t.Fatalf("%v MDE calls counted; want 0", n)
 	}
 }
 
