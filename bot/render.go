@@ -347,6 +347,12 @@ func (rd Renderer) Message(m commands.Message) ([]slack.Block, string) {
 			text = "MDE action " + esc(a.ID) + ": " + esc(a.Status)
 		}
 	}
+	if len(m.List) > 0 {
+		blocks = append(blocks, listBlocks(m.List, maxMessageBlocks-len(blocks))...)
+		if text == "" {
+			text = fmt.Sprintf("%d lines", len(m.List))
+		}
+	}
 	if len(m.Machines) > 0 {
 		// Whole lines only: a list cut mid-id would mislead.
 		var l strings.Builder

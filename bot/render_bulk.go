@@ -46,8 +46,11 @@ func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
 	if r.Required() > 1 {
 		needs = fmt.Sprintf("%d different approvers", r.Required())
 	}
-	blocks = append(blocks, slack.NewContextBlock("", mrkdwn(fmt.Sprintf("Needs %s, not the requester · expires %s · %s",
-		needs, stamp(r.ExpiresAt), bulkState(c)), maxSectionText)))
+	line := bulkState(c)
+	if r.State == store.Pending { // what approval takes matters only until it is given
+		line = fmt.Sprintf("Needs %s, not the requester · expires %s · %s", needs, stamp(r.ExpiresAt), line)
+	}
+	blocks = append(blocks, slack.NewContextBlock("", mrkdwn(line, maxSectionText)))
 	val := safeID(r.ID, maxValue)
 	bid := safeID(BlockIDPrefix+r.ID, maxID)
 	if els := bulkButtons(c, val); len(els) > 0 && bid != "" && val != "" {

@@ -149,6 +149,11 @@ type Message struct {
 	Spans    []Span
 	Action   *defender.MachineAction // rendered as action id, type, scope, status, machine, comment, created
 	Machines []defender.Machine      // candidate list for an ambiguous host name
+	// List is further lines of plain text (escaped like Text), such as a
+	// batch's machines: one reply however long, which transports split
+	// within their own limits (Slack: 3,000 characters a section, 50
+	// blocks a message), saying how many lines they left out.
+	List []string
 }
 
 // SpanKind says how a transport renders a Span.

@@ -1,6 +1,9 @@
 package commands
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,27 +75,50 @@ func TestBatchSummaryGroups(t *testing.T) {
 		{N: 6, HostName: "f", State: store.EntrySkipped, Reason: "no machine has this name"},
 		{N: 7, HostName: "g", State: store.EntryQueued},
 	}
-	ms := summaryMessages(b, entries)
-	if len(ms) != 2 {
-		t.Fatalf("%d messages; want the head and one list", len(ms))
-	}
-	if h := ms[0].Spans; len(h) != 3 || h[1].Kind != User || h[1].Text != boss {
+	m := summaryMessage(b, entries)
+	if h := m.Spans; len(h) != 3 || h[1].Kind != User || h[1].Text != boss {
 		t.Errorf("head does not mention who stopped the batch: %+v", h)
 	}
-	if got, want := ms[0].Spans[2].Text, ": 2 isolated · 2 failed · 1 skipped · 1 still with MDE · 1 not sent"; got != want {
+	if got, want := m.Spans[2].Text, ": 2 isolated · 2 failed · 1 skipped · 1 still with MDE · 1 not sent"; got != want {
 		t.Errorf("counts = %q; want %q", got, want)
 	}
-	want := "isolated (2): a, d\n" +
-		"failed at MDE (Failed): Device is offline (1): b\n" +
-		"still Pending at MDE (1): c\n" +
-		"not sent: MDE refused the call (1): e\n" +
-		"skipped: no machine has this name (1): f\n" +
-		"not sent: the batch was stopped (1): g"
-	if got := ms[1].Spans[0].Text; got != want {
-		t.Errorf("groups:\n%s\nwant:\n%s", got, want)
+	want := []string{"isolated (2): a, d",
+		"failed at MDE (Failed): Device is offline (1): b",
+		"still Pending at MDE (1): c",
+		"not sent: MDE refused the call (1): e",
+		"skipped: no machine has this name (1): f",
+		"not sent: the batch was stopped (1): g"}
+	if !slices.Equal(m.List, want) {
+		t.Errorf("groups:\n%q\nwant:\n%q", m.List, want)
 	}
-	settled := settledMessages(b, entries, false)
-	if got := settled[1].Spans[0].Text; got != "failed at MDE (Failed): Device is offline (1): b\nstill Pending at MDE (1): c" {
-		t.Errorf("settled reply lists %q; want only the sent machines that did not succeed", got)
+	settled := settledMessage(b, entries, false)
+	if want := want[1:3]; !slices.Equal(settled.List, want) {
+		t.Errorf("settled reply lists %q; want only the sent machines that did not succeed: %q", settled.List, want)
+	}
+}
+
+// TestWrapJoined: a long group of host names is wrapped into lines within
+// maxLineChars, every name kept whole and in order.
+func TestWrapJoined(t *testing.T) {
+	var hosts []string
+	for i := range 500 {
+		hosts = append(hosts, fmt.Sprintf("outbreak-%03d.contoso.local", i))
+	}
+	lines := wrapJoined("isolated (500):", hosts)
+	if len(lines) < 2 {
+		t.Fatalf("%d lines for 500 names; want them wrapped", len(lines))
+	}
+	var got []string
+	for i, l := range lines {
+		if len(l) > maxLineChars {
+			t.Errorf("line %d has %d characters; want at most %d", i, len(l), maxLineChars)
+		}
+		if i == 0 {
+			l = strings.TrimPrefix(l, "isolated (500): ")
+		}
+		got = append(got, strings.Split(l, ", ")...)
+	}
+	if !slices.Equal(got, hosts) {
+		t.Errorf("wrapped names differ from the names given")
 	}
 }

@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/soc/isolate-bot/defender"
@@ -99,22 +98,22 @@ func (s *Service) watchBatch(ctx context.Context, r store.Request) {
 	}
 }
 
-// maxListChars keeps each thread reply well under Slack's 3,000
-// characters per section once rendered (mentions and code marks added).
-const maxListChars = 2400
+// maxLineChars bounds one line of a list (a group of host names is
+// wrapped): well under a Slack section's 3,000 characters once escaped.
+const maxLineChars = 2000
 
-// bulkListMessages lists every machine of a plan, the skipped ones with
-// their reason, split into replies that fit Slack's limits.
-func bulkListMessages(entries []store.BatchEntry) []Message {
-	lines := []string{fmt.Sprintf("The %d machines named:", len(entries))}
+// bulkListMessage lists every machine of a plan, the skipped ones with
+// their reason, in one reply.
+func bulkListMessage(entries []store.BatchEntry) Message {
+	m := msg(txtf("The %d machines named:", len(entries)))
 	for i, e := range entries {
 		l := fmt.Sprintf("%d. %s", i+1, e.HostName)
 		if e.State == store.EntrySkipped {
 			l += " — left out: " + e.Reason
 		}
-		lines = append(lines, l)
+		m.List = append(m.List, l)
 	}
-	return chunkLines(lines)
+	return m
 }
 
 // skippedSpans lists the skipped entries of a plan for a refusal.
@@ -126,29 +125,24 @@ func skippedSpans(entries []store.BatchEntry) []Span {
 	return out
 }
 
-// chunkLines packs lines into messages of at most maxListChars each (a
-// longer line is cut).
-func chunkLines(lines []string) []Message {
-	var out []Message
-	var b strings.Builder
-	flush := func() {
-		if b.Len() > 0 {
-			out = append(out, msg(txt(b.String())))
-			b.Reset()
+// wrapJoined joins items with ", " after head, in lines of at most
+// maxLineChars (an item longer than that is cut).
+func wrapJoined(head string, items []string) []string {
+	lines := []string{head}
+	for i, it := range items {
+		if len(it) > maxLineChars {
+			it = it[:maxLineChars]
 		}
+		cur := &lines[len(lines)-1]
+		sep := ", "
+		if i == 0 {
+			sep = " "
+		}
+		if len(*cur)+len(sep)+len(it) > maxLineChars {
+			lines = append(lines, it)
+			continue
+		}
+		*cur += sep + it
 	}
-	for _, l := range lines {
-		if len(l) > maxListChars {
-			l = l[:maxListChars]
-		}
-		if b.Len()+len(l)+1 > maxListChars {
-			flush()
-		}
-		if b.Len() > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(l)
-	}
-	flush()
-	return out
+	return lines
 }

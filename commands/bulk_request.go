@@ -238,9 +238,7 @@ func (s *Service) createBulk(ctx context.Context, inv Invocation, p Parsed, plan
 	if r, err = s.postBulkCard(ctx, inv, r, plan.machines); err != nil {
 		return err
 	}
-	for _, m := range bulkListMessages(plan.entries) {
-		s.reply(ctx, r, m)
-	}
+	s.reply(ctx, r, bulkListMessage(plan.entries))
 	s.audit(ctx, store.Event{RequestID: r.ID, Type: store.EventCreated, Actor: inv.User,
 		Reason: fmt.Sprintf("%s %s of %d machines (%d left out); needs %d approvers", r.Command, r.IsolationType, plan.queued(), len(plan.entries)-plan.queued(), r.Required())})
 	s.logger(ctx).Info().Int("machines", plan.queued()).Msg("bulk request created")

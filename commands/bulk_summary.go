@@ -40,7 +40,7 @@ func (s *Service) batchMilestones(ctx context.Context, r store.Request, b store.
 	over := !now.Before(b.CreatedAt.Add(s.cfg.FollowFor))
 	quiet := !now.Before(f.finished.Add(s.cfg.PollFastFor))
 	if !f.summarised && (settled || over || quiet) {
-		posted, ok := s.postOnce(ctx, r, b, replySummary, func(es []store.BatchEntry) []Message { return summaryMessages(b, es) })
+		posted, ok := s.postOnce(ctx, r, b, replySummary, func(es []store.BatchEntry) Message { return summaryMessage(b, es) })
 		if !ok {
 			return false
 		}
@@ -50,7 +50,7 @@ func (s *Service) batchMilestones(ctx context.Context, r store.Request, b store.
 		return false
 	}
 	if !f.summaryEnded {
-		if _, ok := s.postOnce(ctx, r, b, replySettled, func(es []store.BatchEntry) []Message { return settledMessages(b, es, over) }); !ok {
+		if _, ok := s.postOnce(ctx, r, b, replySettled, func(es []store.BatchEntry) Message { return settledMessage(b, es, over) }); !ok {
 			return false
 		}
 	}
@@ -61,7 +61,7 @@ func (s *Service) batchMilestones(ctx context.Context, r store.Request, b store.
 // postOnce posts the reply name of batch b unless another replica (or an
 // earlier watcher) has; posted reports whether this call posted it, ok
 // whether the store answered.
-func (s *Service) postOnce(ctx context.Context, r store.Request, b store.Batch, name string, build func([]store.BatchEntry) []Message) (posted, ok bool) {
+func (s *Service) postOnce(ctx context.Context, r store.Request, b store.Batch, name string, build func([]store.BatchEntry) Message) (posted, ok bool) {
 	entries, err := s.drainer.Entries(ctx, b.ID)
 	if err == nil {
 		posted, err = s.drainer.ClaimReply(ctx, b.ID, name)
@@ -71,9 +71,7 @@ func (s *Service) postOnce(ctx context.Context, r store.Request, b store.Batch, 
 		return false, false
 	}
 	if posted {
-		for _, m := range build(entries) {
-			s.reply(ctx, r, m)
-		}
+		s.reply(ctx, r, build(entries))
 	}
 	return posted, true
 }
@@ -162,9 +160,9 @@ func groupLines(b store.Batch, entries []store.BatchEntry, keep func(rank int) b
 		}
 		return strings.Compare(a.label, b.label)
 	})
-	lines := make([]string, 0, len(groups))
+	var lines []string
 	for _, g := range groups {
-		lines = append(lines, fmt.Sprintf("%s (%d): %s", g.label, len(g.hosts), strings.Join(g.hosts, ", ")))
+		lines = append(lines, wrapJoined(fmt.Sprintf("%s (%d):", g.label, len(g.hosts)), g.hosts)...)
 	}
 	return lines
 }
@@ -186,23 +184,25 @@ func countsLine(b store.Batch) string {
 	return s
 }
 
-// summaryMessages is b's summary: the counts, then every machine grouped
+// summaryMessage is b's summary: the counts, then every machine grouped
 // by outcome.
-func summaryMessages(b store.Batch, entries []store.BatchEntry) []Message {
-	head := msg(txtf("Batch %s finished: %s", b.ID, countsLine(b)))
+func summaryMessage(b store.Batch, entries []store.BatchEntry) Message {
+	m := msg(txtf("Batch %s finished: %s", b.ID, countsLine(b)))
 	if b.State == store.BatchStopped {
-		head = msg(txtf("Batch %s stopped by ", b.ID), who(b.StoppedBy), txt(": "+countsLine(b)))
+		m = msg(txtf("Batch %s stopped by ", b.ID), who(b.StoppedBy), txt(": "+countsLine(b)))
 	}
-	return append([]Message{head}, chunkLines(groupLines(b, entries, func(int) bool { return true }))...)
+	m.List = groupLines(b, entries, func(int) bool { return true })
+	return m
 }
 
-// settledMessages tells how the actions still with MDE at the summary
+// settledMessage tells how the actions still with MDE at the summary
 // ended (over: following stopped first), naming every sent machine that
 // was not a success.
-func settledMessages(b store.Batch, entries []store.BatchEntry, over bool) []Message {
-	head := msg(txtf("Batch %s: every sent action has ended: %s", b.ID, countsLine(b)))
+func settledMessage(b store.Batch, entries []store.BatchEntry, over bool) Message {
+	m := msg(txtf("Batch %s: every sent action has ended: %s", b.ID, countsLine(b)))
 	if over && !b.Counts.Settled() {
-		head = msg(txtf("Batch %s: stopped following its MDE actions: %s. Check ", b.ID, countsLine(b)), code(UsageStatus), txt(" or the MDE portal."))
+		m = msg(txtf("Batch %s: stopped following its MDE actions: %s. Check ", b.ID, countsLine(b)), code(UsageStatus), txt(" or the MDE portal."))
 	}
-	return append([]Message{head}, chunkLines(groupLines(b, entries, func(rank int) bool { return rank == 1 || rank == 2 }))...)
+	m.List = groupLines(b, entries, func(rank int) bool { return rank == 1 || rank == 2 })
+	return m
 }

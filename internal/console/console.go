@@ -421,6 +421,9 @@ func (c *Console) message(prefix, indent string, m commands.Message) string {
 	if a := m.Action; a != nil {
 		b.WriteString(indent + actionLine(*a) + "\n")
 	}
+	for _, l := range m.List {
+		b.WriteString(indent + clean(l) + "\n")
+	}
 	for _, mc := range m.Machines {
 		fmt.Fprintf(&b, "%s• %s  %s  %s", indent, clean(mc.ComputerDNSName), clean(mc.ID), clean(orDash(mc.OSPlatform)))
 		if mc.LastSeen != nil {

@@ -120,6 +120,10 @@ func TestMessages(t *testing.T) {
 				Machines: []defender.Machine{{ID: defender.SimKioskA, ComputerDNSName: "kiosk.contoso.local", OSPlatform: "Windows10"}},
 			})
 		}, "(only you) Which one?\n    • kiosk.contoso.local  " + defender.SimKioskA + "  Windows10\n"},
+		{"a list, one line each", func() error {
+			return c.Reply(ctx, "C1", ts, commands.Message{Spans: []commands.Span{{Text: "Batch b-1 finished"}},
+				List: []string{"isolated (2): web-01, web-02", "skipped: no machine has this name (1): \x1b[2Jweb-99"}})
+		}, "  └ r-7 Batch b-1 finished\n      isolated (2): web-01, web-02\n      skipped: no machine has this name (1): \ufffd[2Jweb-99\n"},
 		{"unknown thread", func() error {
 			return c.Reply(ctx, "C1", "999.1", commands.Message{Spans: []commands.Span{{Text: "x"}}})
 		}, "  └ thread 999.1 x\n"},
