@@ -56,9 +56,7 @@ func TestRenderBulkCardGolden(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			blocks, text := Renderer{}.Card(tt.card)
-			checkLimits(t, blocks, text)
-			got := marshal(t, blocks, text)
-			assertNoRaw(t, got)
+			got := checked(t, blocks, text)
 			if !strings.Contains(jsonUnquoted(t, got), tt.want) {
 				t.Errorf("card does not say %q:\n%s", tt.want, got)
 			}
@@ -72,9 +70,7 @@ func TestRenderListGolden(t *testing.T) {
 	m := commands.Message{Spans: []commands.Span{{Text: "Batch b-3 stopped by "}, {Kind: commands.User, Text: "U0ALICE"}, {Text: ": 2 isolated · 1 failed"}},
 		List: []string{"isolated (2): host-1.corp.example, host-2.corp.example", "failed at MDE (Failed): error: <!channel> offline (1): host-3.corp.example"}}
 	blocks, text := Renderer{}.Message(m)
-	checkLimits(t, blocks, text)
-	got := marshal(t, blocks, text)
-	assertNoRaw(t, got)
+	got := checked(t, blocks, text)
 	golden(t, "msg_list", got)
 }
 

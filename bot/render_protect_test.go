@@ -21,9 +21,7 @@ func protectedCard(state store.State, why string, approved ...string) commands.C
 func TestRenderProtectedGolden(t *testing.T) {
 	c := protectedCard(store.Pending, "matches dc*.contoso.local", "U0BOB")
 	blocks, text := Renderer{}.Card(c)
-	checkLimits(t, blocks, text)
-	got := marshal(t, blocks, text)
-	assertNoRaw(t, got)
+	got := checked(t, blocks, text)
 	golden(t, "card_pending_protected_one_of_two", got)
 }
 

@@ -76,6 +76,16 @@ func marshal(t testing.TB, blocks []slack.Block, text string) []byte {
 	return buf.Bytes()
 }
 
+// checked checks rendered blocks and text against Block Kit's limits and
+// for raw user text, and returns them as sent to Slack.
+func checked(t *testing.T, blocks []slack.Block, text string) []byte {
+	t.Helper()
+	checkLimits(t, blocks, text)
+	got := marshal(t, blocks, text)
+	assertNoRaw(t, got)
+	return got
+}
+
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden.json")
@@ -138,9 +148,7 @@ func TestRenderCardGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			blocks, text := links.Card(tt.card)
-			checkLimits(t, blocks, text)
-			got := marshal(t, blocks, text)
-			assertNoRaw(t, got)
+			got := checked(t, blocks, text)
 			golden(t, tt.name, got)
 			hasButtons := bytes.Contains(got, []byte(ActionApprove))
 			if want := tt.card.Request.State == store.Pending; hasButtons != want {
@@ -301,9 +309,7 @@ func TestRenderMessageGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			blocks, text := r.Message(tt.msg)
-			checkLimits(t, blocks, text)
-			got := marshal(t, blocks, text)
-			assertNoRaw(t, got)
+			got := checked(t, blocks, text)
 			golden(t, tt.name, got)
 		})
 	}

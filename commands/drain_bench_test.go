@@ -44,20 +44,20 @@ func benchDrain(b *testing.B, killAt int) {
 	f := rig.figures()
 	most := 0
 	for _, m := range rig.machines {
-		most = max(most, f.perMachine[m])
+		most = max(most, f.PerMachine[m])
 	}
-	if done.Counts.Sent != n || f.isolates != n || most != 1 {
-		b.Errorf("sent %d, %d isolate calls, at most %d per machine; want %d, %d, 1", done.Counts.Sent, f.isolates, most, n, n)
+	if done.Counts.Sent != n || f.Isolates != n || most != 1 {
+		b.Errorf("sent %d, %d isolate calls, at most %d per machine; want %d, %d, 1", done.Counts.Sent, f.Isolates, most, n, n)
 	}
-	b.ReportMetric(f.efficiency, "efficiency")
-	b.ReportMetric(float64(f.throttled), "429s")
-	b.ReportMetric(float64(f.mdeCalls)/n, "mde_calls/machine")
+	b.ReportMetric(f.Efficiency, "efficiency")
+	b.ReportMetric(float64(f.Throttled), "429s")
+	b.ReportMetric(float64(f.Calls)/n, "mde_calls/machine")
 	b.ReportMetric(float64(most), "max_isolates/machine")
 	b.ReportMetric(float64(f.redisCommands)/n, "redis_cmds/machine")
 	b.ReportMetric(float64(f.limiterRounds+f.batchRounds+f.auditRounds)/n, "redis_roundtrips/machine")
 	b.ReportMetric(float64(f.limiterRounds)/n, "limiter_roundtrips/machine")
 	b.ReportMetric(float64(f.batchRounds)/n, "batch_roundtrips/machine")
 	b.ReportMetric(float64(f.auditRounds)/n, "audit_roundtrips/machine")
-	b.ReportMetric(f.span.Seconds(), "span_s")
-	b.ReportMetric(f.ideal.Seconds(), "ideal_s")
+	b.ReportMetric(f.Span.Seconds(), "span_s")
+	b.ReportMetric(f.Ideal.Seconds(), "ideal_s")
 }

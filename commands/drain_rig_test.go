@@ -3,8 +3,6 @@ package commands
 import (
 	"context"
 	"fmt"
-	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,41 +199,17 @@ func (rig *drainRig) wait(id string, n int, timeout time.Duration) store.Batch {
 	}
 }
 
-// drainFigures are the performance figures for one run.
+// drainFigures are the performance figures for one run: MDE's
+// (fakemde.Figures) and Redis's.
 type drainFigures struct {
-	isolates      int            // isolate calls MDE received
-	perMachine    map[string]int // isolate calls by machine
-	throttled     int            // 429s of every API
-	mdeCalls      int            // every MDE API call but the token's
-	efficiency    float64        // ideal span / achieved span of the isolate calls
-	span, ideal   time.Duration
+	fakemde.Figures
 	redisCommands int64 // server side, scripts' inner commands included
 	// Round trips by part.
 	limiterRounds, batchRounds, auditRounds int64
 }
 
 func (rig *drainRig) figures() drainFigures {
-	f := drainFigures{perMachine: map[string]int{}}
-	var first, last time.Time
-	for _, r := range rig.mde.Requests(fakemde.OpIsolate) {
-		if r.Status == 429 {
-			continue
-		}
-		f.isolates++
-		f.perMachine[strings.Split(strings.TrimPrefix(r.Path, "/api/machines/"), "/")[0]]++
-		if first.IsZero() || r.At.Before(first) {
-			first = r.At
-		}
-		if r.At.After(last) {
-			last = r.At
-		}
-	}
-	for _, op := range []string{fakemde.OpIsolate, fakemde.OpUnisolate, fakemde.OpMachine, fakemde.OpMachines, fakemde.OpAction, fakemde.OpActions, fakemde.OpCancel} {
-		f.throttled += rig.mde.Throttled(op)
-		f.mdeCalls += rig.mde.Count(op)
-	}
-	f.span, f.ideal = last.Sub(first), rig.limit.IdealSpan(f.isolates)
-	f.efficiency = f.ideal.Seconds() / math.Max(f.span.Seconds(), 1e-9)
+	f := drainFigures{Figures: rig.mde.Figures(rig.limit)}
 	n, err := redistest.CommandCalls(context.Background(), rig.rdb)
 	if err != nil {
 		rig.tb.Fatal(err)

@@ -35,12 +35,12 @@ func TestDrainExactlyOnceAtTheLimit(t *testing.T) {
 		t.Fatal("replica 0 was never killed; the test did not exercise a crash")
 	}
 	f := rig.figures()
-	if f.throttled != 0 {
-		t.Errorf("MDE answered %d 429s; want 0", f.throttled)
+	if f.Throttled != 0 {
+		t.Errorf("MDE answered %d 429s; want 0", f.Throttled)
 	}
 	for _, m := range rig.machines {
-		if f.perMachine[m] != 1 {
-			t.Errorf("machine %s got %d isolate calls; want exactly 1", m, f.perMachine[m])
+		if f.PerMachine[m] != 1 {
+			t.Errorf("machine %s got %d isolate calls; want exactly 1", m, f.PerMachine[m])
 		}
 	}
 	entries, err := rig.replicas[1].drain.Entries(context.Background(), b.ID)
@@ -92,8 +92,8 @@ func TestDrainInteractiveFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	rig.wait(b.ID, 12, 30*time.Second)
-	if f := rig.figures(); f.throttled != 0 {
-		t.Errorf("%d 429s with an interactive call in the middle; want 0", f.throttled)
+	if f := rig.figures(); f.Throttled != 0 {
+		t.Errorf("%d 429s with an interactive call in the middle; want 0", f.Throttled)
 	}
 }
 

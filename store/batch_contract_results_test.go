@@ -13,10 +13,7 @@ import (
 
 // batchResultsContract: following sent entries to their end (RecordResults)
 // and the one-off replies (ClaimReply), on every backend.
-var batchResultsContract = []struct {
-	name string
-	run  func(t *testing.T, a batchesAPI, replica func() batchesAPI, clk *testclock.Clock)
-}{
+var batchResultsContract = []batchCase{
 	{"ResultsRecorded", bcResultsRecorded},
 	{"ResultsFinalNeverChanges", bcResultsFinalNeverChanges},
 	{"ResultsExactlyOnce", bcResultsExactlyOnce},

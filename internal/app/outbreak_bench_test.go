@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -108,58 +107,22 @@ func benchOutbreak(b *testing.B, n, killAt int) {
 	if _, err := w.fs.WaitThread("C1", card.TS, func(ms []fakeslack.Message) bool { return anyText(ms, "Batch b-1 finished") }, 3*time.Minute); err != nil {
 		b.Fatalf("no summary: %v\n%v", err, threadTexts(w, card.TS))
 	}
-	f := outbreakFigures(b, w, n)
+	f := w.mde.Figures(scaled)
 	reads := w.mde.Count(fakemde.OpActions) - actionsBefore
-	if f.isolates != n || f.most != 1 || !anyText(w.fs.Thread("C1", card.TS), fmt.Sprintf("%d isolated · 0 failed", n)) {
-		b.Errorf("%d isolate calls, at most %d per machine, summary %v; want %d, 1, all isolated", f.isolates, f.most, threadTexts(w, card.TS), n)
-	}
-	b.ReportMetric(f.efficiency, "efficiency")
-	b.ReportMetric(float64(f.throttled), "429s")
-	b.ReportMetric(float64(f.mdeCalls)/float64(n), "mde_calls/machine")
-	b.ReportMetric(float64(lookups)/float64(n), "lookups/machine")
-	b.ReportMetric(float64(reads), "status_reads")
-	b.ReportMetric(float64(f.most), "max_isolates/machine")
-	b.ReportMetric(float64(f.redisCommands)/float64(n), "redis_cmds/machine")
-	b.ReportMetric(f.span.Seconds(), "span_s")
-	b.ReportMetric(f.ideal.Seconds(), "ideal_s")
-}
-
-// runFigures are one run's figures, read from the fake MDE and Redis.
-type runFigures struct {
-	isolates, most, throttled, mdeCalls int
-	efficiency                          float64
-	span, ideal                         time.Duration
-	redisCommands                       int64
-}
-
-func outbreakFigures(b *testing.B, w *world, n int) runFigures {
-	var f runFigures
-	per := map[string]int{}
-	var first, last time.Time
-	for _, r := range w.mde.Requests(fakemde.OpIsolate) {
-		if r.Status == 429 {
-			continue
-		}
-		f.isolates++
-		id := strings.Split(strings.TrimPrefix(r.Path, "/api/machines/"), "/")[0]
-		per[id]++
-		f.most = max(f.most, per[id])
-		if first.IsZero() || r.At.Before(first) {
-			first = r.At
-		}
-		if r.At.After(last) {
-			last = r.At
-		}
-	}
-	for _, op := range []string{fakemde.OpIsolate, fakemde.OpUnisolate, fakemde.OpMachine, fakemde.OpMachines, fakemde.OpAction, fakemde.OpActions, fakemde.OpCancel} {
-		f.throttled += w.mde.Throttled(op)
-		f.mdeCalls += w.mde.Count(op)
-	}
-	f.span, f.ideal = last.Sub(first), scaled.IdealSpan(f.isolates)
-	f.efficiency = f.ideal.Seconds() / math.Max(f.span.Seconds(), 1e-9)
-	var err error
-	if f.redisCommands, err = redistest.CommandCalls(context.Background(), w.rs.Client()); err != nil {
+	redisCommands, err := redistest.CommandCalls(context.Background(), w.rs.Client())
+	if err != nil {
 		b.Fatal(err)
 	}
-	return f
+	if f.Isolates != n || f.MostPerMachine != 1 || !anyText(w.fs.Thread("C1", card.TS), fmt.Sprintf("%d isolated · 0 failed", n)) {
+		b.Errorf("%d isolate calls, at most %d per machine, summary %v; want %d, 1, all isolated", f.Isolates, f.MostPerMachine, threadTexts(w, card.TS), n)
+	}
+	b.ReportMetric(f.Efficiency, "efficiency")
+	b.ReportMetric(float64(f.Throttled), "429s")
+	b.ReportMetric(float64(f.Calls)/float64(n), "mde_calls/machine")
+	b.ReportMetric(float64(lookups)/float64(n), "lookups/machine")
+	b.ReportMetric(float64(reads), "status_reads")
+	b.ReportMetric(float64(f.MostPerMachine), "max_isolates/machine")
+	b.ReportMetric(float64(redisCommands)/float64(n), "redis_cmds/machine")
+	b.ReportMetric(f.Span.Seconds(), "span_s")
+	b.ReportMetric(f.Ideal.Seconds(), "ideal_s")
 }
