@@ -62,7 +62,7 @@ func (s *Service) launchBatch(ctx context.Context, r store.Request) (store.Reque
 	entries, err := s.drainer.plans.Plan(ctx, r.ID)
 	if err != nil {
 		s.logger(ctx).Error().Err(err).Msg("bulk request has no plan; failing it")
-		s.finishBulk(ctx, r, store.Failed, "the machine list was lost: "+err.Error())
+		s.finishBulk(ctx, r, store.Failed, "the machine list was lost: "+err.Error(), nil)
 		return r, false
 	}
 	b, err := s.drainer.StartBatch(ctx, store.Batch{RequestID: r.ID, Command: r.Command, IsolationType: r.IsolationType,
@@ -83,14 +83,20 @@ func (s *Service) launchBatch(ctx context.Context, r store.Request) (store.Reque
 	return d, true
 }
 
-// finishBulk ends r (executing) as to, with note.
-func (s *Service) finishBulk(ctx context.Context, r store.Request, to store.State, note string) {
+// finishBulk ends r (executing) as to, with note, and audits it; the card
+// shows batch b's final counts when known.
+func (s *Service) finishBulk(ctx context.Context, r store.Request, to store.State, note string, b *store.Batch) {
 	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, By: systemActor, Note: note})
 	if err != nil {
 		s.logger(ctx).Error().Err(err).Msg("could not finish the bulk request")
 		return
 	}
-	s.updateCard(ctx, d)
+	s.updateBulkCard(ctx, d, b)
+	ev := store.EventDone
+	if to == store.Failed {
+		ev = store.EventFailed
+	}
+	s.audit(ctx, store.Event{RequestID: r.ID, Type: ev, Actor: systemActor, Reason: note})
 }
 
 // stopBulk handles Stop on a running bulk request's card: the requester

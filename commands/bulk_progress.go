@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -85,6 +86,9 @@ func (s *Service) watchBatch(ctx context.Context, r store.Request) {
 				return
 			}
 			r = d
+		} else if errors.Is(err, store.ErrNotFound) {
+			s.batchLost(ctx, r)
+			return
 		} else {
 			s.logger(ctx).Warn().Err(err).Msg("could not read the batch's progress; retrying")
 		}
@@ -96,6 +100,15 @@ func (s *Service) watchBatch(ctx context.Context, r store.Request) {
 			return
 		}
 	}
+}
+
+// batchLost ends r whose batch record is gone (Redis lost it, or it
+// outlived AUDIT_RETENTION): nothing more is sent or followed for it, and
+// the thread says where to look.
+func (s *Service) batchLost(ctx context.Context, r store.Request) {
+	s.logger(ctx).Error().Str("batch", r.MachineActionID).Msg("the batch record is gone; ending the bulk request")
+	s.reply(ctx, r, msg(txtf("Batch %s: its record is gone from the bot's store, so nothing more is sent or followed for it. Check the MDE portal (Action center) for its machines.", r.MachineActionID)))
+	s.finishBulk(ctx, r, store.Failed, "batch "+r.MachineActionID+" record lost", nil)
 }
 
 // maxLineChars bounds one line of a list (a group of host names is

@@ -87,17 +87,7 @@ func (s *Service) endBulk(ctx context.Context, r store.Request, b store.Batch) {
 	if c.Sent == 0 {
 		to = store.Failed
 	}
-	d, err := s.d.Approvals.Transition(ctx, r.ID, store.Executing, store.Change{To: to, By: systemActor, Note: note})
-	if err != nil {
-		s.logger(ctx).Error().Err(err).Msg("could not finish the bulk request")
-		return
-	}
-	s.updateBulkCard(ctx, d, &b)
-	ev := store.EventDone
-	if to == store.Failed {
-		ev = store.EventFailed
-	}
-	s.audit(ctx, store.Event{RequestID: r.ID, Type: ev, Actor: systemActor, Reason: note})
+	s.finishBulk(ctx, r, to, note, &b)
 }
 
 // doneWord is what a succeeded action of command did to its machine.

@@ -70,3 +70,40 @@ func TestOutbreakFollowSurvivesReplicaDeath(t *testing.T) {
 		t.Errorf("%d outcomes and %d ends audited; want 3 and 1", statuses, ends)
 	}
 }
+
+// TestOutbreakBatchLost: when the batch's record disappears from Redis
+// (flushed, or past AUDIT_RETENTION) while its actions are followed, the
+// request ends failed with a reply saying so, instead of being held and
+// retried for ever.
+func TestOutbreakBatchLost(t *testing.T) {
+	w := newWorld(t)
+	fastActions(w)
+	w.mde.Sim.PendingFor, w.mde.Sim.CompleteAfter = time.Hour, 2*time.Hour // still with MDE
+	addMachines(t, w, 2, "Lost")
+	runApp(t, w, map[string]string{"RATE_LIMIT_PER_MINUTE": "600"})
+
+	w.fs.SlashCommand("U0ALICE", "C1", "/isolate", "tag:Lost full worm")
+	card := waitCard(t, w)
+	w.fs.ClickButton("U0BOB", "C1", card.TS, bot.ActionApprove)
+	if err := w.mde.WaitCount(fakemde.OpIsolate, 2, wait); err != nil {
+		t.Fatal(err)
+	}
+	rdb := w.rs.Client()
+	keys, err := rdb.Keys(t.Context(), "{"+strings.ToLower(t.Name())+":b:b-1}:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("batch keys %v, %v", keys, err)
+	}
+	if err := rdb.Del(t.Context(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitThreadText(t, w, card.TS, "Batch b-1: its record is gone")
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) { // poll with a deadline
+		evs := history(t, w, "r-1")
+		if e := evs[len(evs)-1]; e.Type == store.EventFailed || time.Now().After(deadline) {
+			if e.Type != store.EventFailed {
+				t.Errorf("last audit event %+v; want the request failed", e)
+			}
+			break
+		}
+	}
+}
