@@ -60,33 +60,14 @@ func (rd Renderer) bulkCard(c commands.Card) ([]slack.Block, string) {
 	return blocks, truncate(text, maxFallback)
 }
 
-// bulkState is the request's state and, once its batch started, the
-// progress: "5/12 sent · 3 isolated · 1 failed · 0 skipped · next at 10:58 UTC ·
-// done by about 11:04 UTC".
+// bulkState is the request's state until its batch starts, then the
+// batch's progress (commands.BulkCard.Progress).
 func bulkState(c commands.Card) string {
-	r, b := c.Request, c.Bulk.Batch
-	if b == nil {
-		return stateWord(r.State)
+	if c.Bulk.Batch == nil {
+		return stateWord(c.Request.State)
 	}
-	n := b.Counts
-	done := "isolated"
-	if r.Command == store.Unisolate {
-		done = "released"
-	}
-	// failed counts calls MDE refused and actions MDE ended unsuccessfully.
-	s := fmt.Sprintf("%d/%d sent · %d %s · %d failed · %d skipped", n.Sent, n.Total-n.Skipped, n.Succeeded, done, n.Failed+n.Unsuccessful, n.Skipped)
-	if open := n.Sent - n.Succeeded - n.Unsuccessful; open > 0 && b.Finished() {
-		s += fmt.Sprintf(" · %d with MDE", open)
-	}
-	switch {
-	case b.State == store.BatchStopped:
-		s = fmt.Sprintf("stopped by %s · ", mention(b.StoppedBy)) + s + fmt.Sprintf(" · %d not sent", n.Queued)
-	case b.Finished():
-		s = "finished · " + s
-	case !c.Bulk.DoneBy.IsZero():
-		s += fmt.Sprintf(" · next at %s · done by about %s", hhmm(c.Bulk.NextAt), hhmm(c.Bulk.DoneBy))
-	}
-	return s
+	// Progress holds numbers, times and fixed words; mention checks the id.
+	return c.Bulk.Progress(c.Request.Command, mention)
 }
 
 func bulkButtons(c commands.Card, val string) []slack.BlockElement {

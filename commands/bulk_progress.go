@@ -26,6 +26,32 @@ type BulkCard struct {
 	NextAt, DoneBy time.Time
 }
 
+// Progress is the batch's progress as the card shows it: "5/12 sent · 3
+// isolated · 1 failed · 0 skipped · next at 10:58 UTC · done by about
+// 11:04 UTC"; failed counts calls MDE refused and actions MDE ended
+// unsuccessfully. user renders who stopped a stopped batch. Empty before
+// the batch starts.
+func (bc BulkCard) Progress(c store.Command, user func(id string) string) string {
+	b := bc.Batch
+	if b == nil {
+		return ""
+	}
+	n := b.Counts
+	s := fmt.Sprintf("%d/%d sent · %d %s · %d failed · %d skipped", n.Sent, n.Total-n.Skipped, n.Succeeded, doneWord(c), n.Failed+n.Unsuccessful, n.Skipped)
+	if open := n.Sent - n.Succeeded - n.Unsuccessful; open > 0 && b.Finished() {
+		s += fmt.Sprintf(" · %d with MDE", open)
+	}
+	switch {
+	case b.State == store.BatchStopped:
+		s = "stopped by " + user(b.StoppedBy) + " · " + s + fmt.Sprintf(" · %d not sent", n.Queued)
+	case b.Finished():
+		s = "finished · " + s
+	case !bc.DoneBy.IsZero():
+		s += fmt.Sprintf(" · next at %s · done by about %s", hhmm(bc.NextAt), hhmm(bc.DoneBy))
+	}
+	return s
+}
+
 func (s *Service) progressEvery() time.Duration { return s.cfg.BulkProgressEvery }
 
 // bulkCard is bulk request r's card, with batch b's progress when known.

@@ -57,6 +57,12 @@ type DrainDeps struct {
 	Owner string
 	// Plans keeps pending bulk requests' machines (bulk_request.go).
 	Plans Plans
+	// OwnOnly: no drain loop (Start is not called); each batch StartBatch
+	// starts is drained by background work of its own until it has
+	// nothing left to send. The console: it must never take over a bot's
+	// batches in a shared Redis, and its end-of-input wait (Service.Wait)
+	// covers its batches.
+	OwnOnly bool
 }
 
 // Drainer runs the drain loop of one replica and starts, stops and reads
@@ -68,6 +74,8 @@ type Drainer struct {
 	owner string
 	plans Plans
 	wake  chan struct{}
+	// ownOnly: see DrainDeps.OwnOnly.
+	ownOnly bool
 	// known caches each running batch's fixed fields (command, comment,
 	// approvers); only the loop touches it.
 	known map[string]store.Batch
@@ -80,7 +88,7 @@ func NewDrainer(s *Service, d DrainDeps) *Drainer {
 		_, _ = rand.Read(b[:])
 		d.Owner = "replica-" + hex.EncodeToString(b[:])
 	}
-	dr := &Drainer{s: s, b: d.Batches, gate: d.Gate, owner: d.Owner, plans: d.Plans, wake: make(chan struct{}, 1), known: map[string]store.Batch{}}
+	dr := &Drainer{s: s, b: d.Batches, gate: d.Gate, owner: d.Owner, plans: d.Plans, wake: make(chan struct{}, 1), known: map[string]store.Batch{}, ownOnly: d.OwnOnly}
 	if d.Plans != nil {
 		s.drainer = dr // bulk requests start batches on this drainer
 	}
@@ -94,6 +102,9 @@ func (d *Drainer) StartBatch(ctx context.Context, b store.Batch, entries []store
 	out, err := d.b.CreateBatch(ctx, b, entries)
 	if err != nil {
 		return store.Batch{}, fmt.Errorf("start batch: %w", err)
+	}
+	if d.ownOnly {
+		d.s.goBackground(func(bg context.Context) { d.drainAlone(bg, out) })
 	}
 	select {
 	case d.wake <- struct{}{}:
@@ -166,6 +177,23 @@ func (d *Drainer) run(stop, work context.Context) {
 		case <-work.Done():
 		}
 		t.Stop()
+	}
+}
+
+// drainAlone drains batch b by itself until it has nothing left to send
+// (or the Service stops): DrainDeps.OwnOnly.
+func (d *Drainer) drainAlone(work context.Context, b store.Batch) {
+	stop, cancel := d.s.untilStop(work)
+	defer cancel()
+	for stop.Err() == nil {
+		if d.drainOne(stop, work, b) {
+			continue
+		}
+		cur, err := d.b.GetBatch(work, b.ID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && cur.Finished()) {
+			return
+		}
+		d.s.waitUntil(stop, d.s.now().Add(d.s.cfg.SchedulerEvery)) // a held entry's reconciling, or the store down
 	}
 }
 

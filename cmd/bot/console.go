@@ -38,6 +38,7 @@ func runConsole(ctx context.Context, getenv func(string) string, stdin io.Reader
 	}
 	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / speed) }
 	cfg.PollInterval, cfg.SchedulerEvery = scale(cfg.PollInterval), scale(cfg.SchedulerEvery)
+	cfg.BulkProgressEvery = scale(cfg.BulkProgressEvery) // outbreak progress, and when its summary comes
 	drain := scale(cfg.ConsoleDrain)
 
 	log := app.NewLogger(cfg.LogLevel, cfg.LogFormat, stderr)

@@ -30,7 +30,10 @@ func (a *App) newDrainer(metrics *ops.Metrics) *commands.Drainer {
 		batches = store.NewBatches(a.rdb, bcfg)
 	}
 	gate := ratelimit.NewGate(ops.InstrumentLimiter(a.mde.limiter, metrics), 0, a.o.Now, a.o.Log)
-	return commands.NewDrainer(a.svc, commands.DrainDeps{Batches: batches, Plans: batches, Gate: gate})
+	// Without the scheduler (the console) there is no drain loop: each
+	// batch it starts is drained by its own background work, so a try-out
+	// never takes over a bot's batch and its end-of-input wait covers its own.
+	return commands.NewDrainer(a.svc, commands.DrainDeps{Batches: batches, Plans: batches, Gate: gate, OwnOnly: a.o.NoScheduler})
 }
 
 // Drainer starts, stops and reads outbreak batches.

@@ -14,12 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode"
 
 	"github.com/soc/isolate-bot/commands"
-	"github.com/soc/isolate-bot/defender"
-	"github.com/soc/isolate-bot/internal/safetext"
 )
 
 // Identity is a user the console can act as.
@@ -341,112 +338,6 @@ func (c *Console) GroupMembers(_ context.Context, groupID string) ([]string, err
 	return nil, errors.New("user groups (" + groupID + ") are not available in the console; list user ids in ALLOWED_USER_IDS/APPROVER_USER_IDS")
 }
 
-// card renders a request card; buttons only while pending.
-func (c *Console) card(card commands.Card, updated bool) string {
-	r := card.Request
-	var b strings.Builder
-	head := "┌ "
-	if updated {
-		head = "┌ (updated) "
-	}
-	what := string(r.Command)
-	if r.IsolationType != "" {
-		what += " (" + r.IsolationType + ")"
-	}
-	fmt.Fprintf(&b, "%s%s: %s %s, requested by @%s\n", head, r.ID, clean(what), clean(orDash(r.HostName)), c.name(r.Requester))
-	m := card.Machine
-	fmt.Fprintf(&b, "│ machine %s", clean(r.MachineID))
-	if m.ID != "" {
-		fmt.Fprintf(&b, " · %s · health %s · risk %s · exposure %s", clean(orDash(m.OSPlatform)), clean(orDash(m.HealthStatus)), clean(orDash(m.RiskScore)), clean(orDash(m.ExposureLevel)))
-		if m.LastSeen != nil {
-			fmt.Fprintf(&b, " · last seen %s", m.LastSeen.UTC().Format(time.DateTime+" UTC"))
-		}
-	}
-	b.WriteString("\n")
-	if r.Comment != "" {
-		fmt.Fprintf(&b, "│ comment: %s\n", indentLines(clean(r.Comment), "│   "))
-	}
-	approvers := make([]string, len(card.Approvers))
-	for i, a := range card.Approvers {
-		approvers[i] = "@" + c.name(a)
-	}
-	if len(approvers) > 0 {
-		fmt.Fprintf(&b, "│ approvers: %s\n", strings.Join(approvers, ", "))
-	}
-	switch {
-	case r.State == "pending":
-		if !r.ExpiresAt.IsZero() {
-			fmt.Fprintf(&b, "│ expires %s\n", r.ExpiresAt.UTC().Format(time.TimeOnly+" UTC"))
-		}
-		fmt.Fprintf(&b, "└ [approve %s] [deny %s]\n", r.ID, r.ID)
-	default:
-		fmt.Fprintf(&b, "└ %s", r.State)
-		if r.DecidedBy != "" {
-			fmt.Fprintf(&b, " by @%s", c.name(r.DecidedBy))
-		}
-		if !r.DecidedAt.IsZero() {
-			fmt.Fprintf(&b, " at %s", r.DecidedAt.UTC().Format(time.TimeOnly+" UTC"))
-		}
-		if r.Note != "" {
-			fmt.Fprintf(&b, ": %s", clean(r.Note))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// message renders m after prefix; continuation lines get indent.
-func (c *Console) message(prefix, indent string, m commands.Message) string {
-	var s strings.Builder
-	for _, sp := range m.Spans {
-		switch sp.Kind {
-		case commands.Bold:
-			s.WriteString("*" + clean(sp.Text) + "*")
-		case commands.Code:
-			s.WriteString("`" + clean(sp.Text) + "`")
-		case commands.User:
-			s.WriteString("@" + c.name(sp.Text))
-		case commands.Thread:
-			label := clean(sp.Text)
-			if id := c.threads[sp.TS]; id != "" {
-				label += " (" + id + ")"
-			}
-			s.WriteString(label)
-		default:
-			s.WriteString(clean(sp.Text))
-		}
-	}
-	var b strings.Builder
-	b.WriteString(prefix + indentLines(s.String(), indent) + "\n")
-	if a := m.Action; a != nil {
-		b.WriteString(indent + actionLine(*a) + "\n")
-	}
-	for _, l := range m.List {
-		b.WriteString(indent + clean(l) + "\n")
-	}
-	for _, mc := range m.Machines {
-		fmt.Fprintf(&b, "%s• %s  %s  %s", indent, clean(mc.ComputerDNSName), clean(mc.ID), clean(orDash(mc.OSPlatform)))
-		if mc.LastSeen != nil {
-			fmt.Fprintf(&b, "  last seen %s", mc.LastSeen.UTC().Format(time.DateTime+" UTC"))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// actionLine is one MachineAction: id, type, scope, machine and status.
-func actionLine(a defender.MachineAction) string {
-	s := "MachineAction " + clean(a.ID) + " " + clean(a.Type)
-	if a.Scope != "" {
-		s += " " + clean(a.Scope)
-	}
-	s += " on " + clean(orDash(a.ComputerDNSName)) + ": " + clean(a.Status)
-	if !a.CreationDateTimeUTC.IsZero() {
-		s += " (created " + a.CreationDateTimeUTC.UTC().Format(time.TimeOnly+" UTC") + ")"
-	}
-	return s
-}
-
 // name is the display name of a user id (@alice), else the id itself.
 func (c *Console) name(id string) string {
 	for _, u := range c.users {
@@ -455,23 +346,6 @@ func (c *Console) name(id string) string {
 		}
 	}
 	return clean(id)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// clean makes untrusted text safe for a terminal: control characters
-// (which could move the cursor or recolour the screen), bidi controls and
-// zero-width characters become U+FFFD, as in Slack output; newlines and
-// tabs stay.
-func clean(s string) string { return safetext.Visible(s) }
-
-func indentLines(s, indent string) string {
-	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+indent)
 }
 
 // write writes s; the caller holds c.mu.
