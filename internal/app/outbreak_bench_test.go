@@ -34,10 +34,10 @@ import (
 // into look-ups and status reads, isolate calls per machine (max), Redis
 // commands per machine (server side, scripts' inner commands included).
 //
-// On the 2-core CI machine (2026-12-01): efficiency 0.988 (both cases), 0
-// 429s, 1.087 MDE calls per machine (1.093 with the kill), look-ups 0.07
-// per machine, 5 (7) status reads in all, exactly one isolate per
-// machine, 44 (42) Redis commands per machine.
+// On a 2-core machine (2026-12-01, three runs): efficiency 0.985 to
+// 0.988, 0 429s, 1.087 MDE calls per machine (1.093 with the kill),
+// look-ups 0.07 per machine, 5 (7) status reads in all, exactly one
+// isolate per machine, 42 to 46 Redis commands per machine.
 func BenchmarkOutbreak(b *testing.B) {
 	for _, c := range []struct {
 		name   string
