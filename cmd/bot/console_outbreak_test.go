@@ -29,14 +29,7 @@ func TestConsoleOutbreak(t *testing.T) {
 		"isolated (2): web-01.contoso.local, db-01.contoso.local",
 		"│ progress: finished · 2/2 sent · 2 isolated · 0 failed · 1 skipped",
 	}
-	rest := out
-	for _, s := range steps {
-		i := strings.Index(rest, s)
-		if i < 0 {
-			t.Fatalf("transcript lacks %q after the previous step:\n%s", s, out)
-		}
-		rest = rest[i+len(s):]
-	}
+	inOrder(t, out, steps)
 	if strings.Contains(out, "stopped waiting for running work") {
 		t.Errorf("the console gave up waiting for the batch:\n%s", out)
 	}

@@ -49,6 +49,19 @@ func runConsoleScript(t *testing.T, env map[string]string, script string) (strin
 	return stdout.String(), stderr.String(), err
 }
 
+// inOrder fails t unless each of steps appears in out after the previous.
+func inOrder(t *testing.T, out string, steps []string) {
+	t.Helper()
+	rest := out
+	for _, s := range steps {
+		i := strings.Index(rest, s)
+		if i < 0 {
+			t.Fatalf("transcript lacks %q after the previous step:\n%s", s, out)
+		}
+		rest = rest[i+len(s):]
+	}
+}
+
 // TestConsoleTryOut walks the README's try-out: a card with buttons, the
 // requester's own approval refused (two-person rule), the manager's
 // approval, and the MDE action followed to Succeeded after end of input.
@@ -83,14 +96,7 @@ func TestConsoleTryOut(t *testing.T) {
 		"Isolate Full on web-01.contoso.local: InProgress",
 		"Isolate Full on web-01.contoso.local: Succeeded",
 	}
-	rest := out
-	for _, s := range steps {
-		i := strings.Index(rest, s)
-		if i < 0 {
-			t.Fatalf("transcript lacks %q after the previous step", s)
-		}
-		rest = rest[i+len(s):]
-	}
+	inOrder(t, out, steps)
 	// The MachineAction lines are indented under the card's thread.
 	if !regexp.MustCompile(`(?m)^      MachineAction [0-9a-f-]{36} Isolate Full on web-01\.contoso\.local: Succeeded`).MatchString(out) {
 		t.Error("Succeeded MachineAction line is not in the thread")
