@@ -69,10 +69,14 @@ func TestSurvivorTakesOverQueued(t *testing.T) {
 			runAt = clockAfter(r.PostedAt, g[1], g[2], g[3])
 		}
 	}
+	// The queue notice can reach the thread before the approval's log line
+	// reaches the test: poll the logs with a deadline.
 	var holder, survivor *proc
-	for _, p := range []*proc{a, b} {
-		if p.hasLog("message", "approved", "request_id", id2.Value) {
-			holder = p
+	for deadline := time.Now().Add(10 * time.Second); holder == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, p := range []*proc{a, b} {
+			if p.hasLog("message", "approved", "request_id", id2.Value) {
+				holder = p
+			}
 		}
 	}
 	if holder == nil || !holder.hasLog("message", "approved", "request_id", id1.Value) {
