@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -152,20 +151,11 @@ func apConcurrentApproversCompleteOnce(t *testing.T, setup apSetup) {
 	for iter := range 50 {
 		r := apCreateNeeding(t, a, apMachine(iter), clk.Now().Add(time.Hour), 2)
 		const clicks = 6
-		start := make(chan struct{})
 		hows := make([]Approval, clicks)
 		errs := make([]error, clicks)
-		var wg sync.WaitGroup
-		for i := range clicks {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, hows[i], errs[i] = []approvalsAPI{a, b}[i%2].Approve(ctx, r.ID, apApprove(fmt.Sprintf("U0A%d", i%3), time.Time{}))
-			}()
-		}
-		close(start)
-		wg.Wait()
+		atOnce(clicks, func(i int) {
+			_, hows[i], errs[i] = []approvalsAPI{a, b}[i%2].Approve(ctx, r.ID, apApprove(fmt.Sprintf("U0A%d", i%3), time.Time{}))
+		})
 		count := map[Approval]int{}
 		for i, err := range errs {
 			var ce *ConflictError

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 )
@@ -129,20 +128,11 @@ func apConcurrentCreateOneWins(t *testing.T, setup apSetup) {
 	a, clk := setup(t, ApprovalsConfig{})
 	b := a.replica(t)
 	const n = 10
-	start := make(chan struct{})
 	got := make([]Request, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			got[i], errs[i] = []approvalsAPI{a, b}[i%2].Create(ctx, apRequest(apMachine(1), clk.Now().Add(time.Hour)))
-		}()
-	}
-	close(start)
-	wg.Wait()
+	atOnce(n, func(i int) {
+		got[i], errs[i] = []approvalsAPI{a, b}[i%2].Create(ctx, apRequest(apMachine(1), clk.Now().Add(time.Hour)))
+	})
 	winner, err := a.ForMachine(ctx, apMachine(1))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,20 +20,10 @@ func apConcurrentApproveOneWins(t *testing.T, setup apSetup) {
 		t.Fatal(err)
 	}
 	const clicks = 10
-	start := make(chan struct{})
 	errs := make([]error, clicks)
-	var wg sync.WaitGroup
-	for i := range clicks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := []approvalsAPI{a, b}[i%2]
-			<-start
-			_, errs[i] = s.Transition(ctx, r.ID, Pending, Change{To: Approved, By: fmt.Sprintf("U%d", i)})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	atOnce(clicks, func(i int) {
+		_, errs[i] = []approvalsAPI{a, b}[i%2].Transition(ctx, r.ID, Pending, Change{To: Approved, By: fmt.Sprintf("U%d", i)})
+	})
 	final, err := a.Get(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -80,19 +69,10 @@ func apApproveDenyExpireRace(t *testing.T, setup apSetup) {
 		if err != nil {
 			t.Fatalf("iteration %d: Create: %v", iter, err)
 		}
-		start := make(chan struct{})
 		errs := make([]error, len(moves))
-		var wg sync.WaitGroup
-		for i, mv := range moves {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, errs[i] = mv.s.Transition(ctx, r.ID, Pending, Change{To: mv.to, By: mv.by})
-			}()
-		}
-		close(start)
-		wg.Wait()
+		atOnce(len(moves), func(i int) {
+			_, errs[i] = moves[i].s.Transition(ctx, r.ID, Pending, Change{To: moves[i].to, By: moves[i].by})
+		})
 		final, err := a.Get(ctx, r.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -132,21 +112,12 @@ func apIfVersionTakeoverOnce(t *testing.T, setup apSetup) {
 	r := apReach(t, a, apMachine(1), clk.Now().Add(time.Hour), Executing)
 	stranded := r.Version
 	const schedulers = 8
-	start := make(chan struct{})
 	errs := make([]error, schedulers)
-	var wg sync.WaitGroup
-	for i := range schedulers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, errs[i] = []approvalsAPI{a, b}[i%2].Transition(ctx, r.ID, Executing, Change{
-				To: Executing, IfVersion: stranded, Note: fmt.Sprintf("taken over by %d", i), CheckAt: clk.Now().Add(time.Minute),
-			})
-		}()
-	}
-	close(start)
-	wg.Wait()
+	atOnce(schedulers, func(i int) {
+		_, errs[i] = []approvalsAPI{a, b}[i%2].Transition(ctx, r.ID, Executing, Change{
+			To: Executing, IfVersion: stranded, Note: fmt.Sprintf("taken over by %d", i), CheckAt: clk.Now().Add(time.Minute),
+		})
+	})
 	wins := 0
 	for _, err := range errs {
 		var ce *ConflictError

@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"fmt"
-	"github.com/soc/isolate-bot/internal/testclock"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/soc/isolate-bot/internal/testclock"
 )
 
 // approvalsAPI is what Approvals and MemoryApprovals both offer:
@@ -64,6 +66,21 @@ func apEventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval, bounded by the deadline
 	}
+}
+
+// atOnce runs fn(0) … fn(n-1) in goroutines released together (the
+// races of the contract) and waits for all of them.
+func atOnce(n int, fn func(i int)) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
 }
 
 func apMachine(i int) string { return fmt.Sprintf("%040x", 0xabc000+i) }
