@@ -110,6 +110,20 @@ func (w *world) running(t testing.TB, env map[string]string) (*App, context.Cont
 	return a, ctx, cancel, done
 }
 
+// runReturned waits (up to wait) for Run's result on done and fails t
+// unless Run returned nil.
+func runReturned(t testing.TB, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return")
+	}
+}
+
 // start builds an App from w's configuration and runs it: one replica.
 func (w *world) start(t testing.TB, env map[string]string) (*App, context.Context, context.CancelFunc, <-chan error) {
 	t.Helper()
@@ -161,14 +175,7 @@ func TestRunStopsInOrder(t *testing.T) {
 	if !healthy(a.Addr()) {
 		t.Error("/healthz stopped answering before in-flight work finished")
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return")
-	}
+	runReturned(t, done)
 	if n := len(w.fs.Ephemerals("U0ALICE")); n == 0 {
 		t.Error("the in-flight command's reply was not delivered before Run returned")
 	}
@@ -270,14 +277,7 @@ func TestFinishBackgroundStopsScheduler(t *testing.T) {
 		t.Error("scheduler restarted after FinishBackground")
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return")
-	}
+	runReturned(t, done)
 }
 
 // TestCloseWithoutRun: an App that never ran gives back its port on Close.

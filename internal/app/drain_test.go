@@ -38,14 +38,7 @@ func TestAppDrainsBatches(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return with the drain loop running")
-	}
+	runReturned(t, done)
 	if n := w.mde.Count(fakemde.OpIsolate); n != 2 {
 		t.Errorf("MDE got %d isolate calls; want 2", n)
 	}

@@ -31,14 +31,7 @@ func TestShutdownLetsInFlightCallFinish(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the scenario: stop 300 ms into the call
 	start := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("Run did not return within 10 s")
-	}
+	runReturned(t, done)
 	t.Logf("Run returned %s after the stop", time.Since(start).Round(time.Millisecond))
 
 	acts, err := w.mde.Sim.MachineActions(context.Background(), defender.SimWeb01)
