@@ -42,15 +42,7 @@ func TestDrainUnknownOutcome(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.setOnPost(c.hook)
-			lim := ratelimit.NewMemory(limiterConfig(ratelimit.Limits{}, e.clk.Now))
-			d := NewDrainer(e.svc, DrainDeps{Batches: store.NewMemoryBatches(store.BatchesConfig{Prefix: "t", Retention: time.Hour, Now: e.clk.Now}),
-				Gate: ratelimit.NewGate(lim, 0, e.clk.Now, zerolog.Nop())})
-			b, err := d.StartBatch(context.Background(), store.Batch{Command: store.Isolate, IsolationType: "Full", Comment: "outbreak",
-				Requester: analyst, Approvers: []string{boss}}, []store.BatchEntry{{MachineID: defender.SimWeb01}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Start(context.Background())
+			d, b := drainOneMachine(t, e)
 			entry := func() store.BatchEntry {
 				es, err := d.Entries(context.Background(), b.ID)
 				if err != nil || len(es) != 1 {
@@ -99,15 +91,7 @@ func TestDrainNothingSentRequeued(t *testing.T) {
 				}
 				return real()
 			})
-			lim := ratelimit.NewMemory(limiterConfig(ratelimit.Limits{}, e.clk.Now))
-			d := NewDrainer(e.svc, DrainDeps{Batches: store.NewMemoryBatches(store.BatchesConfig{Prefix: "t", Retention: time.Hour, Now: e.clk.Now}),
-				Gate: ratelimit.NewGate(lim, 0, e.clk.Now, zerolog.Nop())})
-			b, err := d.StartBatch(context.Background(), store.Batch{Command: store.Isolate, IsolationType: "Full", Comment: "outbreak",
-				Requester: analyst, Approvers: []string{boss}}, []store.BatchEntry{{MachineID: defender.SimWeb01}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Start(context.Background())
+			d, b := drainOneMachine(t, e)
 			var got store.BatchEntry
 			waitFor(t, "the entry final", func() bool {
 				es, err := d.Entries(context.Background(), b.ID)
@@ -122,4 +106,20 @@ func TestDrainNothingSentRequeued(t *testing.T) {
 			}
 		})
 	}
+}
+
+// drainOneMachine starts a drain loop on e's Service, in memory, with a
+// batch of one machine (web-01).
+func drainOneMachine(t *testing.T, e *env) (*Drainer, store.Batch) {
+	t.Helper()
+	lim := ratelimit.NewMemory(limiterConfig(ratelimit.Limits{}, e.clk.Now))
+	d := NewDrainer(e.svc, DrainDeps{Batches: store.NewMemoryBatches(store.BatchesConfig{Prefix: "t", Retention: time.Hour, Now: e.clk.Now}),
+		Gate: ratelimit.NewGate(lim, 0, e.clk.Now, zerolog.Nop())})
+	b, err := d.StartBatch(context.Background(), store.Batch{Command: store.Isolate, IsolationType: "Full", Comment: "outbreak",
+		Requester: analyst, Approvers: []string{boss}}, []store.BatchEntry{{MachineID: defender.SimWeb01}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start(context.Background())
+	return d, b
 }
