@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/soc/isolate-bot/commands"
 	"github.com/soc/isolate-bot/store"
 )
@@ -46,16 +44,7 @@ func TestInstrumentApprovalsApprove(t *testing.T) {
 			if r.ID != "r-1" || how != tt.how || !errors.Is(err, tt.err) {
 				t.Fatalf("Approve = (%+v, %v, %v): not passed through", r, how, err)
 			}
-			var want float64
-			if tt.outcome != "" {
-				want = 1
-				if n := testutil.ToFloat64(m.decisions.WithLabelValues(tt.outcome)); n != 1 {
-					t.Errorf("decisions{outcome=%q} = %v, want 1", tt.outcome, n)
-				}
-			}
-			if n := sumCounter(t, m.decisions); n != want {
-				t.Errorf("decisions sum = %v, want %v", n, want)
-			}
+			checkDecision(t, m, tt.outcome)
 		})
 	}
 }

@@ -140,6 +140,22 @@ func TestInstrumentDefender(t *testing.T) {
 	}
 }
 
+// checkDecision checks that m counted exactly one decision, outcome, or
+// none when outcome is empty.
+func checkDecision(t *testing.T, m *Metrics, outcome string) {
+	t.Helper()
+	var want float64
+	if outcome != "" {
+		want = 1
+		if n := testutil.ToFloat64(m.decisions.WithLabelValues(outcome)); n != 1 {
+			t.Errorf("decisions{outcome=%q} = %v, want 1", outcome, n)
+		}
+	}
+	if n := sumCounter(t, m.decisions); n != want {
+		t.Errorf("decisions sum = %v, want %v", n, want)
+	}
+}
+
 func sumCounter(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 100)
@@ -343,16 +359,7 @@ func TestInstrumentApprovals(t *testing.T) {
 			if r.ID != "r-1" || !errors.Is(err, tt.err) {
 				t.Fatalf("Transition = (%+v, %v): result not passed through", r, err)
 			}
-			var want float64
-			if tt.outcome != "" {
-				want = 1
-				if n := testutil.ToFloat64(m.decisions.WithLabelValues(tt.outcome)); n != 1 {
-					t.Errorf("decisions{outcome=%q} = %v, want 1", tt.outcome, n)
-				}
-			}
-			if n := sumCounter(t, m.decisions); n != want {
-				t.Errorf("decisions sum = %v, want %v", n, want)
-			}
+			checkDecision(t, m, tt.outcome)
 		})
 	}
 }
