@@ -69,25 +69,3 @@ func bulkState(c commands.Card) string {
 	// Progress holds numbers, times and fixed words; mention checks the id.
 	return c.Bulk.Progress(c.Request.Command, mention)
 }
-
-func bulkButtons(c commands.Card, val string) []slack.BlockElement {
-	var els []slack.BlockElement
-	for _, b := range c.Buttons {
-		switch b {
-		case commands.ButtonApprove:
-			title, body, word := fmt.Sprintf("Isolate %d machines?", c.Bulk.Machines), "Network isolation of every listed machine, sent at the rate limit's pace.", "Isolate"
-			if c.Request.Command == store.Unisolate {
-				title, body, word = fmt.Sprintf("Release %d machines?", c.Bulk.Machines), "Release every listed machine from isolation, sent at the rate limit's pace.", "Release"
-			}
-			confirm := slack.NewConfirmationBlockObject(plain(title, maxConfirmHead), plain(body, maxConfirmText),
-				plain(word, 30), plain("Cancel", 30)).WithStyle(slack.StyleDanger)
-			els = append(els, slack.NewButtonBlockElement(ActionApprove, val, plain("Approve", maxButtonText)).
-				WithStyle(slack.StylePrimary).WithConfirm(confirm))
-		case commands.ButtonDeny:
-			els = append(els, slack.NewButtonBlockElement(ActionDeny, val, plain("Deny", maxButtonText)).WithStyle(slack.StyleDanger))
-		case commands.ButtonStop:
-			els = append(els, slack.NewButtonBlockElement(ActionStop, val, plain("Stop the batch", maxButtonText)).WithStyle(slack.StyleDanger))
-		}
-	}
-	return els
-}
